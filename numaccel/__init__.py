@@ -1,0 +1,11 @@
+"""numaccel: hand-written Numba kernels for pruned (CSR) and int8 neural-network layers.
+
+NumPy in, NumPy out. See ``numaccel.linear``, ``numaccel.prune``, ``numaccel.quantize``.
+"""
+
+from .linear import linear
+from .sparse import CSRWeight, magnitude_mask, prune, spmm
+
+__version__ = "0.1.0"
+
+__all__ = ["CSRWeight", "linear", "magnitude_mask", "prune", "spmm", "__version__"]

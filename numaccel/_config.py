@@ -1,0 +1,57 @@
+"""Tunables shared by the kernels, and the thread-safety guard for Numba's threading layer.
+
+Nothing here validates user input; it only holds constants and the lock that makes kernels safe to
+call from several Python threads when Numba falls back to its non-thread-safe ``workqueue`` layer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+
+# LLVM fast-math flags used by every CPU kernel. ``contract`` lets LLVM fuse a*b+c into an FMA;
+# ``nnan`` and ``ninf`` are deliberately left out so NaN and inf propagate exactly as in NumPy, and
+# ``reassoc`` is left out so reductions keep a fixed, reproducible order.
+FASTMATH = {"contract"}
+
+# Column indices are narrowed to uint16 when the number of input features fits.
+NARROW_INDEX_MAX = 65536
+
+_lock = threading.Lock()
+_checked = False
+_needs_lock = False
+
+
+def threading_layer() -> str:
+    """Start Numba's threading layer (once) and return its name: ``'tbb'``, ``'omp'`` or ``'workqueue'``.
+
+    Numba picks the first layer of its priority list (tbb, omp, workqueue) whose library loads; tbb and
+    omp accept concurrent calls from several Python threads, workqueue does not. When Numba ends up with
+    workqueue (neither TBB nor an OpenMP runtime is installed, or the user forced it), numaccel runs its
+    parallel kernels one call at a time under a process-wide lock, so concurrent callers stay correct.
+    """
+    global _checked, _needs_lock
+    if not _checked:
+        with _lock:
+            if not _checked:
+                import numba
+                from numba.np.ufunc import parallel
+
+                parallel._launch_threads()
+                _needs_lock = numba.threading_layer() == "workqueue"
+                _checked = True
+    import numba
+
+    return numba.threading_layer()
+
+
+@contextlib.contextmanager
+def kernel_guard():
+    """Context for one parallel kernel call: serialises calls only under the ``workqueue`` layer."""
+    if not _checked:
+        threading_layer()
+    if _needs_lock:
+        with _lock:
+            yield
+    else:
+        yield

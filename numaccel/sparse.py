@@ -1,0 +1,437 @@
+"""Magnitude pruning and the CSR weight format.
+
+Validates, coerces, allocates and dispatches; the arithmetic lives in ``numaccel._kernels.csr_cpu``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from . import _config
+from ._kernels import csr_cpu
+from ._validate import as_float_array, as_fraction, as_weight_matrix, check_device, check_out
+
+__all__ = ["CSRWeight", "magnitude_mask", "prune", "spmm"]
+
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _as_index_array(a, name: str) -> np.ndarray:
+    if not isinstance(a, np.ndarray):
+        a = np.asarray(a)
+    if a.dtype.kind not in "iu" or a.dtype == np.bool_:
+        raise TypeError(f"{name} must be an integer array, got {a.dtype}; use {name}.astype(np.int32)")
+    if a.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got {a.ndim}-D with shape {a.shape}")
+    return a
+
+
+def _as_shape(shape) -> tuple[int, int]:
+    try:
+        n, k = shape
+    except (TypeError, ValueError):
+        raise ValueError(f"shape must be a pair (out_features, in_features), got {shape!r}") from None
+    for name, v in (("shape[0]", n), ("shape[1]", k)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
+        if v < 0:
+            raise ValueError(f"{name} must be non-negative, got {v}")
+    return int(n), int(k)
+
+
+class CSRWeight:
+    """A pruned weight ``W`` of shape ``(N, K)`` = ``(out_features, in_features)`` in CSR form.
+
+    Parameters
+    ----------
+    indptr : array of int, shape (N + 1,)
+        Row pointers: row ``i`` holds the nonzeros ``indptr[i]:indptr[i + 1]``.
+    indices : array of int, shape (nnz,)
+        Column ids, ``0 <= indices < K``, strictly increasing within each row.
+    data : array of float, shape (nnz,)
+        Values, finite; stored as float32.
+    shape : tuple of int
+        ``(N, K)``.
+
+    Raises
+    ------
+    TypeError
+        If ``indptr`` or ``indices`` is not an integer array or ``data`` is not a floating array.
+    ValueError
+        If any CSR rule is broken; the message names the first offending position.
+
+    Notes
+    -----
+    The arrays are validated completely once, copied and made read-only, so calls to the kernels cost
+    O(1) in checks. ``indptr`` is kept as int32 (int64 when ``nnz >= 2**31``); the column ids are stored
+    once, as uint16 when ``K <= 65536`` (6 bytes per nonzero with the value) and int32 otherwise; the
+    ``indices`` attribute returns them as int32.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> w = na.CSRWeight([0, 1, 1], [2], [5.0], shape=(2, 3))
+    >>> w.to_dense()
+    array([[0., 0., 5.],
+           [0., 0., 0.]], dtype=float32)
+    """
+
+    __slots__ = ("_shape", "_indptr", "_kidx", "_data", "_bounds", "_device", "__weakref__")
+
+    def __init__(self, indptr, indices, data, shape):
+        n, k = _as_shape(shape)
+        indptr = _as_index_array(indptr, "indptr")
+        indices = _as_index_array(indices, "indices")
+        if not isinstance(data, np.ndarray):
+            data = np.asarray(data)
+        if data.dtype.kind != "f":
+            raise TypeError(f"data must be a floating-point array, got {data.dtype}; use data.astype(np.float32)")
+        if data.ndim != 1:
+            raise ValueError(f"data must be 1-D, got {data.ndim}-D with shape {data.shape}")
+        if indptr.size != n + 1:
+            raise ValueError(f"indptr must have length shape[0] + 1 = {n + 1}, got {indptr.size}")
+        if indptr[0] != 0:
+            raise ValueError(f"indptr[0] must be 0, got {indptr[0]}")
+        steps = np.diff(indptr.astype(np.int64))
+        if steps.size and steps.min() < 0:
+            i = int(np.argmax(steps < 0)) + 1
+            raise ValueError(
+                f"indptr must be non-decreasing; indptr[{i}]={indptr[i]} < indptr[{i - 1}]={indptr[i - 1]}"
+            )
+        nnz = int(indptr[-1])
+        if indices.size != nnz or data.size != nnz:
+            raise ValueError(
+                f"indptr[-1] = {nnz} must equal len(indices) = {indices.size} and len(data) = {data.size}"
+            )
+        if nnz:
+            lo, hi = indices.min(), indices.max()
+            if lo < 0 or hi >= k:
+                p = int(np.argmax((indices < 0) | (indices >= k)))
+                raise ValueError(f"indices must be in [0, {k}) (shape[1] = {k}); indices[{p}] = {indices[p]}")
+            idx64 = indices.astype(np.int64)
+            row_start = np.zeros(nnz, dtype=bool)
+            starts = indptr[:-1][indptr[:-1] < nnz]
+            row_start[starts] = True
+            bad = (np.diff(idx64) <= 0) & ~row_start[1:]
+            if bad.any():
+                p = int(np.argmax(bad)) + 1
+                row = int(np.searchsorted(indptr, p, side="right")) - 1
+                what = "duplicate" if idx64[p] == idx64[p - 1] else "unsorted"
+                raise ValueError(
+                    f"indices must be strictly increasing within each row; row {row} has {what} column ids "
+                    f"indices[{p - 1}]={idx64[p - 1]}, indices[{p}]={idx64[p]}; use CSRWeight.from_scipy(m), "
+                    f"which sums duplicates and sorts"
+                )
+        with np.errstate(over="ignore"):
+            data32 = data.astype(np.float32)  # always a copy
+        if nnz and not np.isfinite(data32).all():
+            p = int(np.argmax(~np.isfinite(data32)))
+            raise ValueError(f"data must be finite (as float32), got {data[p]} at data[{p}]")
+        index_dtype = np.int32 if nnz <= _INT32_MAX else np.int64
+        self._shape = (n, k)
+        self._indptr = _frozen(indptr.astype(index_dtype))
+        narrow = np.uint16 if k <= _config.NARROW_INDEX_MAX else np.int32
+        self._kidx = _frozen(indices.astype(narrow))
+        self._data = _frozen(data32)
+        self._bounds = {}
+        self._device = None
+
+    # ----------------------------------------------------------------------------------------------
+    # constructors and conversions
+    @classmethod
+    def from_dense(cls, W) -> CSRWeight:
+        """Build from a dense ``(N, K)`` array, dropping exact zeros.
+
+        Examples
+        --------
+        >>> import numpy as np, numaccel as na
+        >>> na.CSRWeight.from_dense(np.eye(3, dtype=np.float32)).nnz
+        3
+        """
+        W = as_weight_matrix(W, "W")
+        n, k = W.shape
+        rows, cols = np.nonzero(W)
+        indptr = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(np.bincount(rows, minlength=n), out=indptr[1:])
+        return cls(indptr, cols, W[rows, cols], (n, k))
+
+    @classmethod
+    def from_scipy(cls, m) -> CSRWeight:
+        """Build from any ``scipy.sparse`` matrix or array; the caller's object is never modified.
+
+        Duplicate entries are summed and column ids sorted (on a copy). Explicitly stored zeros are kept:
+        they are part of the structure the caller chose and change no result.
+        """
+        try:
+            import scipy.sparse as sp
+        except ImportError as exc:  # pragma: no cover - scipy is an optional extra
+            raise ImportError("CSRWeight.from_scipy needs SciPy: pip install 'numaccel[scipy]'") from exc
+        if not sp.issparse(m):
+            raise TypeError(f"m must be a scipy.sparse matrix or array, got {type(m).__name__}")
+        if m.ndim != 2:
+            raise ValueError(f"m must be 2-D, got {m.ndim}-D")
+        if m.dtype.kind != "f":
+            raise TypeError(f"m must have a floating-point dtype, got {m.dtype}; use m.astype(np.float32)")
+        c = sp.csr_array(m, copy=True)
+        if not c.has_canonical_format:
+            c.sum_duplicates()
+        return cls(c.indptr, c.indices, c.data, c.shape)
+
+    def to_scipy(self):
+        """Return a new ``scipy.sparse.csr_array`` (float32, int32 indices) holding copies of the arrays."""
+        import scipy.sparse as sp
+
+        return sp.csr_array((self._data.copy(), self.indices, self._indptr.copy()), shape=self._shape)
+
+    def to_dense(self) -> np.ndarray:
+        """Return the dense float32 ``(N, K)`` matrix."""
+        out = np.zeros(self._shape, dtype=np.float32)
+        rows = np.repeat(np.arange(self._shape[0]), np.diff(self._indptr))
+        out[rows, self._kidx] = self._data
+        return out
+
+    def to_device(self):
+        """Return a copy of this weight resident on the GPU (see ``numaccel.linear(..., device="cuda")``)."""
+        from . import _cuda
+
+        return _cuda.to_device(self)
+
+    # ----------------------------------------------------------------------------------------------
+    # attributes
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._shape
+
+    @property
+    def nnz(self) -> int:
+        return int(self._data.size)
+
+    @property
+    def density(self) -> float:
+        n, k = self._shape
+        return self.nnz / (n * k) if n * k else 0.0
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held in memory: ``indptr`` + column ids (as stored) + values."""
+        return int(self._indptr.nbytes + self._kidx.nbytes + self._data.nbytes)
+
+    @property
+    def indptr(self) -> np.ndarray:
+        return self._indptr
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Column ids as int32 (a read-only array)."""
+        if self._kidx.dtype == np.int32:
+            return self._kidx
+        return _frozen(self._kidx.astype(np.int32))
+
+    @property
+    def data(self) -> np.ndarray:
+        return self._data
+
+    def __repr__(self) -> str:
+        n, k = self._shape
+        return f"CSRWeight(shape=({n}, {k}), nnz={self.nnz}, density={self.density:.4g})"
+
+    # ----------------------------------------------------------------------------------------------
+    # kernels
+    def _row_bounds(self, nchunks: int) -> np.ndarray:
+        """Row boundaries of ``nchunks`` chunks of about equal cost (nonzeros + 2 per row), cached."""
+        b = self._bounds.get(nchunks)
+        if b is None:
+            n = self._shape[0]
+            cost = self._indptr.astype(np.int64) + 2 * np.arange(n + 1, dtype=np.int64)
+            targets = np.linspace(0, cost[-1], nchunks + 1)
+            b = np.searchsorted(cost, targets, side="left").astype(np.int64)
+            b[0], b[-1] = 0, n
+            b = _frozen(np.unique(b))
+            if b.size == 1:  # n == 0
+                b = _frozen(np.array([0, 0], dtype=np.int64))
+            self._bounds[nchunks] = b
+        return b
+
+    def _matmul_into(self, b: np.ndarray, out: np.ndarray) -> None:
+        """``out = self @ b`` for a C-contiguous ``b`` of shape (K,) or (K, P); ``out`` (N,) or (N, P)."""
+        import numba
+
+        bounds = self._row_bounds(4 * numba.get_num_threads())
+        with _config.kernel_guard():
+            if b.ndim == 1:
+                csr_cpu._spmv_csr_rows(self._indptr, self._kidx, self._data, bounds, b, out)
+            else:
+                csr_cpu._spmm_csr_rows(self._indptr, self._kidx, self._data, bounds, b, out)
+
+    def _linear(self, x: np.ndarray, out: np.ndarray, *, activations=None) -> None:
+        """``out = x @ self.T`` for validated ``x`` (B, K) and C-contiguous ``out`` (B, N)."""
+        if activations is not None:
+            raise ValueError(f"activations={activations!r} is not supported for CSRWeight; use None")
+        B = x.shape[0]
+        if B == 1:
+            self._matmul_into(np.ascontiguousarray(x[0]), out[0])
+        else:
+            xt = np.ascontiguousarray(x.T)
+            yt = np.empty((self._shape[0], B), dtype=x.dtype)
+            self._matmul_into(xt, yt)
+            out[...] = yt.T
+
+
+def _keep_top(a: np.ndarray, keep: int) -> np.ndarray:
+    """Per row of ``a`` (non-negative), a mask keeping the ``keep`` largest values; among equal values the
+    lowest column index wins, so the result is deterministic and the count exact."""
+    rows, cols = a.shape
+    if keep <= 0:
+        return np.zeros(a.shape, dtype=bool)
+    if keep >= cols:
+        return np.ones(a.shape, dtype=bool)
+    thr = np.partition(a, cols - keep, axis=1)[:, cols - keep][:, None]
+    mask = a > thr
+    need = keep - mask.sum(axis=1, keepdims=True)
+    tie = a == thr
+    mask |= tie & (np.cumsum(tie, axis=1) <= need)
+    return mask
+
+
+def magnitude_mask(W, sparsity: float, *, granularity: str = "tensor") -> np.ndarray:
+    """Boolean mask keeping the largest-magnitude entries of ``W``.
+
+    Parameters
+    ----------
+    W : array_like, shape (N, K)
+        Floating-point weights, finite.
+    sparsity : float
+        Fraction of entries to zero, in [0, 1].
+    granularity : {"tensor", "row"}, keyword-only
+        ``"tensor"`` keeps ``round((1 - sparsity) * N * K)`` entries over the whole matrix; ``"row"`` keeps
+        ``round((1 - sparsity) * K)`` in every row.
+
+    Returns
+    -------
+    mask : ndarray of bool, shape (N, K)
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a non-float or non-2-D ``W``, NaN/inf in ``W``, ``sparsity`` outside [0, 1] or an unknown
+        ``granularity``.
+
+    See Also
+    --------
+    prune : apply the mask and store the result as CSR.
+
+    Notes
+    -----
+    The kept count is exact: among entries of equal magnitude the one earlier in row-major order is kept.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> na.magnitude_mask(np.array([[1., -3.], [2., 0.5]]), 0.5)
+    array([[False,  True],
+           [ True, False]])
+    """
+    W = as_weight_matrix(W, "W")
+    sparsity = as_fraction(sparsity, "sparsity")
+    a = np.abs(W)
+    if granularity == "tensor":
+        keep = int(round((1.0 - sparsity) * W.size))
+        return _keep_top(a.reshape(1, -1), keep).reshape(W.shape)
+    if granularity == "row":
+        keep = int(round((1.0 - sparsity) * W.shape[1]))
+        return _keep_top(a, keep)
+    raise ValueError(f"granularity must be 'tensor' or 'row', got {granularity!r}")
+
+
+def prune(W, sparsity: float, *, granularity: str = "tensor") -> CSRWeight:
+    """Magnitude-prune ``W`` and return ``W * magnitude_mask(W, sparsity)`` as a :class:`CSRWeight`.
+
+    Kept entries that are exactly zero are dropped from the CSR structure.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> W = np.arange(1, 13, dtype=np.float32).reshape(3, 4)
+    >>> na.prune(W, sparsity=0.75).nnz
+    3
+    """
+    W = as_weight_matrix(W, "W")
+    mask = magnitude_mask(W, sparsity, granularity=granularity)
+    return CSRWeight.from_dense(np.where(mask, W, np.float32(0)))
+
+
+def as_csr(A, name: str = "A") -> CSRWeight:
+    if isinstance(A, CSRWeight):
+        return A
+    if hasattr(A, "tocsr") and hasattr(A, "nnz"):
+        return CSRWeight.from_scipy(A)
+    raise TypeError(f"{name} must be a CSRWeight or a scipy.sparse matrix, got {type(A).__name__}")
+
+
+def spmm(A, B, *, out=None, device: str = "cpu"):
+    """Sparse times dense: ``C = A @ B``.
+
+    Parameters
+    ----------
+    A : CSRWeight or scipy.sparse matrix/array, shape (M, K)
+        A SciPy input is validated and converted on every call; convert once with
+        :meth:`CSRWeight.from_scipy` to multiply the same matrix repeatedly.
+    B : ndarray, shape (K,) or (K, P), float32 or float64
+        Any memory layout (copied to C order when needed).
+    out : ndarray, optional, keyword-only
+        C-contiguous, shape (M,) or (M, P), dtype of ``B``.
+    device : {"cpu", "cuda"}, keyword-only
+
+    Returns
+    -------
+    C : ndarray, shape (M,) or (M, P), dtype of ``B``
+
+    Raises
+    ------
+    TypeError
+        ``A`` not sparse, ``B`` not float32/float64, ``out`` of the wrong type.
+    ValueError
+        Mismatched shapes, a bad ``out``.
+
+    See Also
+    --------
+    linear : ``x @ W.T + bias`` for a layer.
+
+    Notes
+    -----
+    ``C[i] = sum_p data[p] * B[indices[p]]`` over the nonzeros ``p`` of row ``i``, accumulated in the dtype
+    of ``B``. Rows are split among threads in chunks of about equal numbers of nonzeros.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> A = na.CSRWeight.from_dense(np.array([[1., 0.], [0., 2.]]))
+    >>> na.spmm(A, np.array([[1., 2.], [3., 4.]], dtype=np.float32))
+    array([[1., 2.],
+           [6., 8.]], dtype=float32)
+    """
+    A = as_csr(A, "A")
+    device = check_device(device)
+    if device == "cuda":
+        from . import _cuda
+
+        return _cuda.spmm(A, B, out=out)
+    B = as_float_array(B, "B")
+    m, k = A.shape
+    if B.shape[0] != k:
+        raise ValueError(f"B must have {k} rows (A.shape[1]), got shape {B.shape}")
+    shape = (m,) + B.shape[1:]
+    if out is None:
+        out = np.empty(shape, dtype=B.dtype)
+    else:
+        check_out(out, shape, B.dtype)
+    if out.size:
+        A._matmul_into(np.ascontiguousarray(B), out)
+    return out

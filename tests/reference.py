@@ -1,0 +1,106 @@
+"""Float64 NumPy oracles for every kernel, written the obvious way: densify, then ``@``.
+
+No test writes its own oracle inline; every parity test compares with a function from this module.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def csr_to_dense64(indptr, indices, data, shape) -> np.ndarray:
+    """Dense float64 matrix from raw CSR arrays (duplicates summed)."""
+    out = np.zeros(shape, dtype=np.float64)
+    indptr = np.asarray(indptr, dtype=np.int64)
+    rows = np.repeat(np.arange(shape[0]), np.diff(indptr))
+    np.add.at(out, (rows, np.asarray(indices, dtype=np.int64)), np.asarray(data, dtype=np.float64))
+    return out
+
+
+def dense64(weight) -> np.ndarray:
+    """Any weight (ndarray, CSRWeight, Int8Weight, scipy.sparse) as a float64 dense matrix."""
+    if isinstance(weight, np.ndarray):
+        return weight.astype(np.float64)
+    if hasattr(weight, "indptr") and hasattr(weight, "indices") and hasattr(weight, "data"):
+        return csr_to_dense64(weight.indptr, weight.indices, weight.data, weight.shape)
+    if hasattr(weight, "qweight"):
+        return ref_dequantize(weight.qweight, weight.scales, weight.zero_points, weight.group_size)
+    raise TypeError(type(weight))
+
+
+def ref_linear(x, weight, bias=None) -> np.ndarray:
+    """``x @ W.T + bias`` in float64."""
+    y = np.asarray(x, dtype=np.float64) @ dense64(weight).T
+    if bias is not None:
+        y = y + np.asarray(bias, dtype=np.float64)
+    return y
+
+
+def ref_spmm(A, B) -> np.ndarray:
+    """``A @ B`` in float64."""
+    return dense64(A) @ np.asarray(B, dtype=np.float64)
+
+
+def expand_groups(a: np.ndarray, group_size, k: int) -> np.ndarray:
+    """Per-row or per-group parameters ``a`` (N,) or (N, G) broadcast to (N, K)."""
+    a = np.asarray(a, dtype=np.float64)
+    if group_size is None:
+        return np.repeat(a.reshape(-1, 1), k, axis=1)
+    return np.repeat(a, group_size, axis=1)[:, :k]
+
+
+def ref_dequantize(qweight, scales, zero_points=None, group_size=None) -> np.ndarray:
+    """``(q - zero_point) * scale`` in float64."""
+    q = np.asarray(qweight, dtype=np.float64)
+    k = q.shape[1]
+    s = expand_groups(scales, group_size, k)
+    z = 0.0 if zero_points is None else expand_groups(zero_points, group_size, k)
+    return (q - z) * s
+
+
+def ref_quantize(W, group_size=None, symmetric=True):
+    """The quantization rules of design.md, in float64: returns (q int8, scales float32, zero_points)."""
+    W = np.asarray(W, dtype=np.float64)
+    n, k = W.shape
+    g = k if group_size is None else group_size
+    ngroups = 1 if group_size is None else -(-k // g)
+    q = np.zeros((n, k), dtype=np.int8)
+    scales = np.zeros((n, ngroups), dtype=np.float32)
+    zps = None if symmetric else np.zeros((n, ngroups), dtype=np.int8)
+    for i in range(n):
+        for j in range(ngroups):
+            blk = W[i, j * g:(j + 1) * g]
+            if blk.size == 0:
+                continue
+            if symmetric:
+                s = np.float32(np.abs(blk).max() / 127.0)
+                scales[i, j] = s
+                if s > 0:
+                    q[i, j * g:(j + 1) * g] = np.clip(np.rint(blk / np.float64(s)), -127, 127)
+            else:
+                lo, hi = min(blk.min(), 0.0), max(blk.max(), 0.0)
+                s = np.float32((hi - lo) / 255.0)
+                scales[i, j] = s
+                if s > 0:
+                    z = int(np.clip(np.rint(-128 - lo / np.float64(s)), -128, 127))
+                    zps[i, j] = z
+                    q[i, j * g:(j + 1) * g] = np.clip(np.rint(blk / np.float64(s)) + z, -128, 127)
+    if group_size is None:
+        scales = scales[:, 0]
+        zps = None if zps is None else zps[:, 0]
+    return q, scales, zps
+
+
+def ref_quantize_rows_uint8(x):
+    """Per-row symmetric activation quantization used by W8A8: codes in [-127, 127] and float64 scales."""
+    x = np.asarray(x, dtype=np.float64)
+    amax = np.abs(x).max(axis=1)
+    s = amax / 127.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        q = np.where(s[:, None] > 0, np.clip(np.rint(x / s[:, None]), -127, 127), 0).astype(np.int64)
+    return q, s
+
+
+def ref_int_matmul(qx, qw) -> np.ndarray:
+    """Exact integer product ``qx @ qw.T`` in int64."""
+    return np.asarray(qx, dtype=np.int64) @ np.asarray(qw, dtype=np.int64).T
