@@ -4,8 +4,9 @@ NumPy in, NumPy out. See ``numaccel.linear``, ``numaccel.prune``, ``numaccel.qua
 """
 
 from .linear import linear
+from .quant import Int8Weight, quantize
 from .sparse import CSRWeight, magnitude_mask, prune, spmm
 
 __version__ = "0.1.0"
 
-__all__ = ["CSRWeight", "linear", "magnitude_mask", "prune", "spmm", "__version__"]
+__all__ = ["CSRWeight", "Int8Weight", "quantize", "linear", "magnitude_mask", "prune", "spmm", "__version__"]

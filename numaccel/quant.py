@@ -1,0 +1,318 @@
+"""Int8 weights with per-channel or per-group scales: the ``Int8Weight`` format and ``quantize``.
+
+Validates, coerces, allocates and dispatches; the arithmetic lives in ``numaccel._kernels.int8_cpu``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import _config
+from ._kernels import int8_cpu
+from ._validate import as_positive_int, as_weight_matrix, check_finite
+
+__all__ = ["Int8Weight", "quantize"]
+
+# Rows of W quantized per step in ``quantize`` (bounds the float64 temporaries to a few MiB).
+_QUANTIZE_ROWS = 256
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
+
+
+def _ngroups(k: int, group_size) -> int:
+    return 1 if group_size is None else -(-k // group_size)
+
+
+class Int8Weight:
+    """An int8 weight ``W ~ (q - zero_point) * scale`` of shape ``(N, K)`` = ``(out_features, in_features)``.
+
+    Parameters
+    ----------
+    qweight : ndarray of int8, shape (N, K)
+        The integer codes.
+    scales : ndarray of float, shape (N,) or (N, ceil(K / group_size))
+        One non-negative, finite scale per output channel (``group_size=None``) or per group of
+        ``group_size`` consecutive input features of a row (the last group of a row may be shorter).
+        Stored as float32.
+    zero_points : ndarray of int, same shape as ``scales``, optional
+        Zero points in [-128, 127] (stored as int8); None for symmetric codes.
+    group_size : int, optional, keyword-only
+        Group length along the input features; None for per-channel scales.
+
+    Raises
+    ------
+    TypeError
+        ``qweight`` not int8, ``scales`` not floating point, ``zero_points`` not integer, ``group_size`` not
+        an integer.
+    ValueError
+        A shape that does not match, a negative or non-finite scale, a zero point outside [-128, 127], a
+        ``group_size`` below 1.
+
+    See Also
+    --------
+    quantize : make an Int8Weight from float weights.
+
+    Notes
+    -----
+    Dequantization is ``W[n, k] = (qweight[n, k] - zero_points[n, g]) * scales[n, g]`` with
+    ``g = k // group_size`` (``g`` dropped for per-channel scales). The arrays are validated once, copied and
+    made read-only, so a kernel call costs O(1) in checks. Codes made elsewhere can be wrapped directly:
+    GGML's Q8_0 blocks are ``Int8Weight(q, d, group_size=32)``.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> w = na.Int8Weight(np.array([[1, -2], [127, 0]], np.int8), np.array([0.5, 0.25], np.float32))
+    >>> w.dequantize()
+    array([[ 0.5 , -1.  ],
+           [31.75,  0.  ]], dtype=float32)
+    """
+
+    __slots__ = (
+        "_q", "_scales", "_zps", "_group_size", "_gs", "_s2", "_z2", "_has_zp", "_device", "__weakref__",
+    )
+
+    def __init__(self, qweight, scales, zero_points=None, *, group_size=None):
+        if not isinstance(qweight, np.ndarray):
+            qweight = np.asarray(qweight)
+        if qweight.dtype != np.int8:
+            raise TypeError(
+                f"qweight must be int8, got {qweight.dtype}; use qweight.astype(np.int8) after checking "
+                f"the codes fit in [-128, 127]"
+            )
+        if qweight.ndim != 2:
+            raise ValueError(
+                f"qweight must be 2-D (out_features, in_features), got shape {qweight.shape}"
+            )
+        group_size = as_positive_int(group_size, "group_size", allow_none=True)
+        n, k = qweight.shape
+        want = (n,) if group_size is None else (n, _ngroups(k, group_size))
+        scales = self._check_params(scales, "scales", want, group_size, "f")
+        with np.errstate(over="ignore"):
+            scales32 = scales.astype(np.float32)  # always a copy
+        if scales32.size:
+            check_finite(scales32, "scales")
+            if scales32.min() < 0:
+                bad = tuple(int(i) for i in np.argwhere(scales32 < 0)[0])
+                where = ", ".join(map(str, bad))
+                raise ValueError(f"scales must be non-negative, got {scales32[bad]} at scales[{where}]")
+        zps8 = None
+        if zero_points is not None:
+            zero_points = self._check_params(zero_points, "zero_points", want, group_size, "iu")
+            if zero_points.size and (zero_points.min() < -128 or zero_points.max() > 127):
+                bad = tuple(int(i) for i in np.argwhere((zero_points < -128) | (zero_points > 127))[0])
+                raise ValueError(f"zero_points must be in [-128, 127], got {zero_points[bad]} at "
+                                 f"zero_points[{', '.join(map(str, bad))}]")
+            zps8 = zero_points.astype(np.int8)
+        self._init(np.array(qweight, dtype=np.int8, order="C"), scales32, zps8, group_size)
+
+    @staticmethod
+    def _check_params(a, name, want, group_size, kinds):
+        if not isinstance(a, np.ndarray):
+            a = np.asarray(a)
+        if a.dtype.kind not in kinds or a.dtype == np.bool_:
+            what, fix = ("floating-point", "float32") if kinds == "f" else ("integer", "int8")
+            raise TypeError(f"{name} must be a {what} array, got {a.dtype}; use {name}.astype(np.{fix})")
+        if a.shape != want:
+            rule = "(N,) for group_size=None" if group_size is None else f"(N, ceil(K / {group_size}))"
+            raise ValueError(f"{name} must have shape {want} ({rule}), got {a.shape}")
+        return a
+
+    def _init(self, q, scales, zps, group_size):
+        """Take ownership of validated arrays (no copies) and build the kernels' views."""
+        n, k = q.shape
+        self._q = _frozen(q)
+        self._scales = _frozen(scales)
+        self._zps = None if zps is None else _frozen(zps)
+        self._group_size = group_size
+        self._gs = max(k, 1) if group_size is None else group_size
+        g = _ngroups(k, group_size)
+        self._s2 = _frozen(np.ascontiguousarray(scales.reshape(n, g)))
+        z2 = np.zeros((n, g), dtype=np.int32) if zps is None else zps.reshape(n, g).astype(np.int32)
+        self._z2 = _frozen(z2)
+        self._has_zp = bool(zps is not None and zps.any())
+        self._device = None
+
+    @classmethod
+    def _trusted(cls, q, scales, zps, group_size) -> Int8Weight:
+        self = cls.__new__(cls)
+        self._init(q, scales, zps, group_size)
+        return self
+
+    # ----------------------------------------------------------------------------------------------
+    # attributes and conversions
+    @property
+    def qweight(self) -> np.ndarray:
+        return self._q
+
+    @property
+    def scales(self) -> np.ndarray:
+        return self._scales
+
+    @property
+    def zero_points(self):
+        return self._zps
+
+    @property
+    def group_size(self):
+        return self._group_size
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self._q.shape
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the format's arrays: codes + scales (+ zero points)."""
+        return int(self._q.nbytes + self._scales.nbytes + (0 if self._zps is None else self._zps.nbytes))
+
+    def dequantize(self) -> np.ndarray:
+        """Return the float32 ``(N, K)`` weight ``(qweight - zero_point) * scale``.
+
+        Examples
+        --------
+        >>> import numpy as np, numaccel as na
+        >>> na.quantize(np.array([[0.5, -1.0]], np.float32)).dequantize()
+        array([[ 0.503937, -1.      ]], dtype=float32)
+        """
+        n, k = self._q.shape
+        q = self._q.astype(np.float32)
+        if self._has_zp:
+            q -= np.repeat(self._z2, self._gs, axis=1)[:, :k]
+        q *= np.repeat(self._s2, self._gs, axis=1)[:, :k]
+        return q
+
+    def to_device(self):
+        """Return a copy of this weight resident on the GPU (see ``numaccel.linear(..., device="cuda")``)."""
+        from . import _cuda
+
+        return _cuda.to_device(self)
+
+    def __repr__(self) -> str:
+        n, k = self.shape
+        kind = "asymmetric" if self._zps is not None else "symmetric"
+        return f"Int8Weight(shape=({n}, {k}), group_size={self._group_size}, {kind})"
+
+    # ----------------------------------------------------------------------------------------------
+    # kernels
+    def _linear(self, x: np.ndarray, out: np.ndarray, *, activations=None) -> None:
+        """``out = x @ self.dequantize().T`` for validated ``x`` (B, K) and C-contiguous ``out`` (B, N)."""
+        if activations not in (None, "int8"):
+            raise ValueError(f"activations must be None or 'int8' for an Int8Weight, got {activations!r}")
+        x = np.ascontiguousarray(x)
+        B = x.shape[0]
+        with _config.kernel_guard():
+            if activations is None:
+                if self._has_zp:
+                    xsum = _group_sums(x, self._gs, self._s2.shape[1])
+                else:
+                    xsum = np.zeros((B, self._s2.shape[1]), dtype=x.dtype)
+                int8_cpu._qmm_int8_simple(self._q, self._s2, self._z2, self._gs, x, xsum, out)
+            else:
+                qx = np.empty(x.shape, dtype=np.int8)
+                sx = np.empty(B, dtype=np.float64)
+                int8_cpu._quantize_rows_int8(x, qx, sx)
+                int8_cpu._w8a8_simple(self._q, self._s2, self._z2, self._gs, qx, sx, out)
+
+
+def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:
+    """Sums of ``x`` (B, K) over each group of ``gs`` features, shape (B, g), in x's dtype."""
+    B, k = x.shape
+    pad = g * gs - k
+    xp = np.pad(x, ((0, 0), (0, pad))) if pad else x
+    return xp.reshape(B, g, gs).sum(axis=2)
+
+
+def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
+    """Quantize float weights to int8 codes with per-channel or per-group scales.
+
+    Parameters
+    ----------
+    W : array_like, shape (N, K)
+        Floating-point weights, finite (converted to float32, the working precision). Rows are output
+        channels.
+    group_size : int, optional, keyword-only
+        Scale every ``group_size`` consecutive input features of a row separately (the last group of a row
+        may be shorter); None for one scale per row.
+    symmetric : bool, keyword-only
+        True: ``scale = max|w| / 127``, codes in [-127, 127], no zero points. False:
+        ``scale = (max - min) / 255`` over the group's range widened to include 0, and an int8 zero point.
+
+    Returns
+    -------
+    Int8Weight
+
+    Raises
+    ------
+    TypeError
+        ``W`` not a floating-point array, ``group_size`` not an integer.
+    ValueError
+        ``W`` not 2-D or holding NaN/inf (the first bad position is named), ``group_size`` below 1.
+
+    See Also
+    --------
+    Int8Weight : the format, and wrapping codes quantized elsewhere.
+    linear : ``x @ W.T`` straight from the codes, weight-only or W8A8 (``activations="int8"``).
+
+    Notes
+    -----
+    Symmetric: ``q = clip(rint(w / scale), -127, 127)``. Asymmetric: with ``lo = min(min(w), 0)`` and
+    ``hi = max(max(w), 0)``, ``scale = (hi - lo) / 255``, ``zero_point = rint(-128 - lo / scale)`` and
+    ``q = clip(rint(w / scale) + zero_point, -128, 127)``. Widening the range to include 0 keeps the zero
+    point inside int8 (so it is exact) and makes 0 exactly representable. A group whose values are all 0 gets
+    scale 0, codes 0 and dequantizes to exact zeros. Scales are rounded to float32 first and the codes
+    computed against the rounded scale in float64, so ``|dequantize - W| <= scale / 2`` elementwise, up to
+    float rounding (and for scales below float32's normal range, about 1e-38, up to their coarser rounding).
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> qw = na.quantize(np.array([[1.0, -0.5, 0.25]], np.float32))
+    >>> qw.qweight
+    array([[127, -64,  32]], dtype=int8)
+    >>> qw = na.quantize(np.array([[1.0, 2.0, 3.0, 4.0]], np.float32), group_size=2, symmetric=False)
+    >>> qw.zero_points
+    array([[-128, -128]], dtype=int8)
+    """
+    W = as_weight_matrix(W, "W")
+    group_size = as_positive_int(group_size, "group_size", allow_none=True)
+    if not isinstance(symmetric, (bool, np.bool_)):
+        raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+    n, k = W.shape
+    g = _ngroups(k, group_size)
+    gs = max(k, 1) if group_size is None else group_size
+    q = np.empty((n, k), dtype=np.int8)
+    scales = np.empty((n, g), dtype=np.float32)
+    zps = None if symmetric else np.empty((n, g), dtype=np.int8)
+    for r0 in range(0, n, _QUANTIZE_ROWS):
+        r1 = min(r0 + _QUANTIZE_ROWS, n)
+        # zero padding to whole groups changes neither max|w| nor the 0-including range
+        blk = np.zeros((r1 - r0, g * gs), dtype=np.float64)
+        blk[:, :k] = W[r0:r1]
+        blk = blk.reshape(r1 - r0, g, gs)
+        if symmetric:
+            span = np.abs(blk).max(axis=2, initial=0.0) / 127.0
+        else:
+            lo = blk.min(axis=2, initial=0.0)
+            span = (blk.max(axis=2, initial=0.0) - lo) / 255.0
+        s32 = span.astype(np.float32)  # finite: |W| <= float32 max
+        s = s32.astype(np.float64)[:, :, None]
+        nz = s > 0
+        safe = np.where(nz, s, 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            c = np.where(nz, np.rint(blk / safe), 0.0)
+            if symmetric:
+                c = np.clip(c, -127, 127)
+            else:
+                z = np.where(nz, np.clip(np.rint(-128.0 - lo[:, :, None] / safe), -128, 127), 0.0)
+                c = np.clip(c + z, -128, 127)
+                zps[r0:r1] = z[:, :, 0]
+        q[r0:r1] = c.reshape(r1 - r0, g * gs)[:, :k]
+        scales[r0:r1] = s32
+    if group_size is None:
+        scales = scales[:, 0].copy()
+        zps = None if zps is None else zps[:, 0].copy()
+    return Int8Weight._trusted(q, scales, zps, group_size)
