@@ -1,0 +1,292 @@
+"""The ``numaccel`` command (also ``python -m numaccel``): the end-to-end compression demo.
+
+``numaccel demo`` (the default) prints two tables and writes them, with a plot, to ``--out``:
+
+* a wide MLP (synthetic weights, 4096 hidden units): bytes, batch-1 latency, batch-256 throughput and
+  speed-up over dense NumPy for the dense, int8, pruned and pruned + int8 versions of the same model;
+* scikit-learn's bundled digits: a teacher MLP trained here, its int8, pruned-and-fine-tuned and distilled
+  versions, with test accuracy per seed next to the same speed columns (needs ``numaccel[examples]``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+__all__ = ["main"]
+
+# (name, compress() keywords) of the variants built from one dense model.
+VARIANTS = [
+    ("int8", {"int8": True}),
+    ("pruned 50%", {"sparsity": 0.5}),
+    ("pruned 80%", {"sparsity": 0.8}),
+    ("pruned 90%", {"sparsity": 0.9}),
+    ("pruned 90% + int8", {"sparsity": 0.9, "int8": True}),
+]
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------------------------------
+# timing
+
+def _calls_per_sample(fn, x, target: float) -> int:
+    fn(x)  # warm-up: compiles or loads kernels, touches the weights
+    t0 = time.perf_counter()
+    fn(x)
+    dt = time.perf_counter() - t0
+    return max(1, min(1000, int(target / max(dt, 1e-7))))
+
+
+def time_models(models: dict, x: np.ndarray, *, rounds: int, target: float = 0.02,
+                pause: float = 0.25) -> dict:
+    """Median seconds per forward call of each model on ``x``.
+
+    The models are timed interleaved, one sample each per round, with a pause before every sample so that
+    spinning BLAS threads of the previous model do not slow the next one; a sample repeats the call
+    enough times to last about ``target`` seconds.
+    """
+    number = {name: _calls_per_sample(m, x, target) for name, m in models.items()}
+    samples: dict = {name: [] for name in models}
+    for _ in range(rounds):
+        for name, model in models.items():
+            time.sleep(pause)
+            t0 = time.perf_counter()
+            for _ in range(number[name]):
+                model(x)
+            samples[name].append((time.perf_counter() - t0) / number[name])
+    return {name: statistics.median(s) for name, s in samples.items()}
+
+
+def speed_columns(models: dict, in_features: int, *, rounds: int, batch: int = 256, seed: int = 0) -> dict:
+    """Batch-1 latency, batch-``batch`` throughput and speed-ups over the first (dense) model."""
+    rng = np.random.default_rng(seed)
+    x1 = rng.standard_normal(in_features).astype(np.float32)
+    xb = rng.standard_normal((batch, in_features)).astype(np.float32)
+    t1 = time_models(models, x1, rounds=rounds)
+    tb = time_models(models, xb, rounds=rounds)
+    base = next(iter(models))
+    return {
+        name: {"latency_us": t1[name] * 1e6, "rows_per_s": batch / tb[name],
+               "speedup_b1": t1[base] / t1[name], "speedup_b256": tb[base] / tb[name]}
+        for name in models
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# tables
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    def cell(v):
+        if isinstance(v, float):
+            return f"{v:.3g}" if abs(v) < 100 else f"{v:,.0f}"
+        return str(v)
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _threads() -> int:
+    import numba
+
+    return numba.get_num_threads()
+
+
+# --------------------------------------------------------------------------------------------------
+# the wide MLP: speed only
+
+def wide_demo(*, fast: bool, rounds: int) -> str:
+    from .compress import compress
+    from .nn import MLP
+
+    sizes = [256, 1024, 1024, 256] if fast else [1024, 4096, 4096, 1024]
+    _say(f"wide MLP {sizes} (synthetic weights, ReLU): building the compressed versions ...")
+    dense = MLP.init(sizes, seed=0)
+    models = {"dense fp32 (NumPy BLAS)": dense}
+    for name, kw in VARIANTS:
+        models[name] = compress(dense, **kw)
+    _say(f"timing batch 1 and batch 256, {rounds} interleaved rounds, median ...")
+    speed = speed_columns(models, sizes[0], rounds=rounds)
+    dense_bytes = dense.nbytes
+    rows = []
+    for name, m in models.items():
+        s = speed[name]
+        rows.append([name, f"{m.nbytes / 2**20:.1f}", f"{dense_bytes / m.nbytes:.1f}x",
+                     f"{s['latency_us']:.0f}", f"{s['rows_per_s']:,.0f}", f"{s['speedup_b1']:.2f}x",
+                     f"{s['speedup_b256']:.2f}x"])
+    header = ["model", "MiB", "smaller", "batch-1 latency (us)", "batch-256 rows/s", "speed-up b1",
+              "speed-up b256"]
+    title = (f"Wide MLP {sizes}, float32 activations, {_threads()} threads, median of {rounds} rounds "
+             f"(speed-ups over the dense model through NumPy/BLAS)")
+    return f"{title}\n\n{markdown_table(header, rows)}\n"
+
+
+# --------------------------------------------------------------------------------------------------
+# digits: accuracy, bytes and speed
+
+def digits_demo(*, fast: bool, seeds: list[int], rounds: int, out_dir: str | None, plot: bool) -> str:
+    try:
+        from sklearn.datasets import load_digits
+    except ImportError:
+        return "digits part skipped: scikit-learn is not installed (pip install 'numaccel[examples]')\n"
+    from .compress import compress
+    from .distill import distill
+    from .nn import MLP
+    from .train import train
+
+    cfg = DIGITS_FAST if fast else DIGITS
+    data = load_digits()
+    X = (data.data / 16.0).astype(np.float32)
+    y = data.target.astype(np.int64)
+    acc: dict = {}
+    first: dict = {}
+    for seed in seeds:
+        _say(f"digits, seed {seed}: training the teacher, compressing, distilling ...")
+        Xtr, ytr, Xte, yte = _split(X, y, seed)
+        teacher = train(MLP.init(cfg["teacher"], seed=seed), Xtr, ytr, epochs=cfg["epochs"], lr=cfg["lr"],
+                        seed=seed, progress=True)
+        models = {"teacher, dense fp32": teacher, "int8": compress(teacher, int8=True)}
+        for s in (0.5, 0.8, 0.9):
+            models[f"pruned {s:.0%} + fine-tune"] = compress(
+                teacher, sparsity=s, data=(Xtr, ytr), finetune_epochs=cfg["finetune_epochs"],
+                steps=cfg["steps"], lr=cfg["finetune_lr"], seed=seed, progress=True)
+        models["pruned 90% + int8"] = compress(models["pruned 90% + fine-tune"], int8=True)
+        student0 = MLP.init(cfg["student"], seed=seed + 1000)
+        models["student, distilled"] = distill(
+            teacher, student0, Xtr, ytr, temperature=cfg["temperature"], alpha=cfg["alpha"],
+            epochs=cfg["student_epochs"], lr=cfg["lr"], seed=seed, progress=True)
+        models["student, labels only"] = train(student0, Xtr, ytr, epochs=cfg["student_epochs"], lr=cfg["lr"],
+                                               seed=seed, progress=True)
+        for name, m in models.items():
+            acc.setdefault(name, []).append(100.0 * float((m.predict(Xte) == yte).mean()))
+        if not first:
+            first = models
+    _say(f"timing the digits models (seed {seeds[0]}): batch 1 and batch 256 ...")
+    speed = speed_columns(first, X.shape[1], rounds=rounds)
+    dense_bytes = first["teacher, dense fp32"].nbytes
+    teacher_acc = statistics.mean(acc["teacher, dense fp32"])
+    header = (["model"] + [f"acc % s{s}" for s in seeds]
+              + ["mean acc %", "vs teacher", "params", "bytes", "smaller", "batch-1 latency (us)",
+                 "batch-256 rows/s", "speed-up b1"])
+    rows = []
+    for name, m in first.items():
+        a = acc[name]
+        s = speed[name]
+        rows.append([name] + [f"{v:.2f}" for v in a]
+                    + [f"{statistics.mean(a):.2f}", f"{statistics.mean(a) - teacher_acc:+.2f}", m.num_params,
+                       m.nbytes, f"{dense_bytes / m.nbytes:.1f}x", f"{s['latency_us']:.0f}",
+                       f"{s['rows_per_s']:,.0f}", f"{s['speedup_b1']:.2f}x"])
+    title = (f"Digits (scikit-learn load_digits, 1797 images 8x8, 20% test split per seed), teacher "
+             f"{cfg['teacher']}, student {cfg['student']}, {_threads()} threads; speed from seed "
+             f"{seeds[0]}'s models, median of {rounds} rounds")
+    text = f"{title}\n\n{markdown_table(header, rows)}\n"
+    if plot and out_dir is not None:
+        path = _plot(first, acc, speed, os.path.join(out_dir, "demo_digits.png"))
+        if path:
+            text += f"\nplot: {path}\n"
+    return text
+
+
+DIGITS = {
+    "teacher": [64, 256, 256, 10], "student": [64, 16, 10], "epochs": 60, "lr": 1e-3,
+    "finetune_epochs": 8, "steps": 3, "finetune_lr": 5e-4, "student_epochs": 150, "temperature": 4.0,
+    "alpha": 0.9,
+}
+DIGITS_FAST = dict(DIGITS, teacher=[64, 64, 10], epochs=5, finetune_epochs=1, steps=1, student_epochs=5)
+
+
+def _split(X, y, seed):
+    """A stratified 80/20 split drawn from ``seed``."""
+    rng = np.random.default_rng(seed)
+    test = np.zeros(len(y), dtype=bool)
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        test[rng.choice(idx, size=round(0.2 * idx.size), replace=False)] = True
+    return X[~test], y[~test], X[test], y[test]
+
+
+def _plot(models, acc, speed, path):
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    biggest = max(m.nbytes for m in models.values())
+    for name, m in models.items():
+        xs, ys = speed[name]["speedup_b1"], statistics.mean(acc[name])
+        ax.scatter(xs, ys, s=40 + 1500 * m.nbytes / biggest, alpha=0.6)
+        ax.annotate(f"{name}\n{m.nbytes / 1024:.0f} KiB", (xs, ys), fontsize=7, ha="center", va="bottom")
+    ax.set_xlabel("batch-1 speed-up over the dense model (NumPy BLAS)")
+    ax.set_ylabel("test accuracy, mean over seeds (%)")
+    ax.set_title("digits: accuracy vs speed-up (marker area = bytes)")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+# --------------------------------------------------------------------------------------------------
+
+def _default_out() -> str:
+    results = os.path.join("bench", "results")
+    return results if os.path.isdir(results) else "numaccel-demo"
+
+
+def demo(*, fast: bool = False, seeds=None, out: str | None = None, plot: bool = True, wide: bool = True,
+         digits: bool = True) -> str:
+    """Run the demo; print and return its report (and write it under ``out`` unless ``out`` is None)."""
+    rounds = 1 if fast else 5
+    seeds = list(seeds) if seeds is not None else ([0] if fast else [0, 1, 2])
+    if out is not None:
+        os.makedirs(out, exist_ok=True)
+    t0 = time.perf_counter()
+    parts = []
+    if wide:
+        text = wide_demo(fast=fast, rounds=rounds)
+        _say("\n" + text)
+        parts.append(("demo_wide.md", text))
+    if digits:
+        text = digits_demo(fast=fast, seeds=seeds, rounds=rounds, out_dir=out, plot=plot)
+        _say("\n" + text)
+        parts.append(("demo_digits.md", text))
+    if out is not None:
+        for name, text in parts:
+            with open(os.path.join(out, name), "w") as f:
+                f.write(text)
+        _say(f"tables written to {out}/ ({time.perf_counter() - t0:.0f} s in all)")
+    return "\n".join(text for _, text in parts)
+
+
+def main(argv=None) -> int:
+    """Entry point of the ``numaccel`` command."""
+    parser = argparse.ArgumentParser(prog="numaccel", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command")
+    p = sub.add_parser("demo", help="compress a wide MLP and a digits classifier; print the tables (default)")
+    p.add_argument("--fast", action="store_true", help="small models, one seed, one timing round (seconds)")
+    p.add_argument("--seeds", type=int, nargs="+", help="seeds for the digits part (default 0 1 2)")
+    p.add_argument("--out", default=None, help="folder for the tables and the plot (default bench/results "
+                                               "in a checkout, else ./numaccel-demo)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG plot")
+    p.add_argument("--only", choices=("wide", "digits"), help="run one part only")
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["demo", *(argv or [])])
+    demo(fast=args.fast, seeds=args.seeds, out=args.out or _default_out(), plot=not args.no_plot,
+         wide=args.only != "digits", digits=args.only != "wide")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

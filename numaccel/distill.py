@@ -1,0 +1,168 @@
+"""Knowledge distillation (Hinton, Vinyals & Dean 2015): ``kd_loss`` and ``distill``."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .nn import Sequential, as_inputs, as_model
+from .train import as_labels, fit, log_softmax
+
+__all__ = ["distill", "kd_loss"]
+
+
+def _check_kd_params(temperature, alpha) -> tuple[float, float]:
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
+        raise TypeError(f"temperature must be a real number > 0, got {type(temperature).__name__}")
+    if not (np.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be finite and > 0, got {temperature}")
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real):
+        raise TypeError(f"alpha must be a real number in [0, 1], got {type(alpha).__name__}")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+    return float(temperature), float(alpha)
+
+
+def _kd(s: np.ndarray, t: np.ndarray, labels: np.ndarray, T: float, alpha: float) -> tuple[float, np.ndarray]:
+    """kd_loss on validated float64 arrays."""
+    b = s.shape[0]
+    rows = np.arange(b)
+    logp_s = log_softmax(s)
+    grad = np.exp(logp_s)
+    grad[rows, labels] -= 1.0
+    loss = (1.0 - alpha) * -float(logp_s[rows, labels].sum())
+    grad *= 1.0 - alpha
+    if alpha:
+        logq_s = log_softmax(s / T)
+        logq_t = log_softmax(t / T)
+        q_t = np.exp(logq_t)
+        # KL(q_t || q_s) = sum q_t (log q_t - log q_s); a q_t that underflows to 0 contributes exactly 0.
+        kl = float((q_t * (logq_t - logq_s)).sum())
+        loss += alpha * T * T * kl
+        # d/ds of T^2 KL = T^2 * (q_s - q_t) / T
+        grad += (alpha * T) * (np.exp(logq_s) - q_t)
+    return loss / b, grad / b
+
+
+def kd_loss(student_logits, teacher_logits, labels, *, temperature: float = 4.0,
+            alpha: float = 0.9) -> tuple[float, np.ndarray]:
+    """Distillation loss of Hinton et al. (2015) and its gradient with respect to the student's logits.
+
+    Parameters
+    ----------
+    student_logits, teacher_logits : ndarray (B, C), float
+        Finite logits; any magnitude (computed through stable log-softmax).
+    labels : ndarray (B,) of int
+        Class ids in ``[0, C)``.
+    temperature : float > 0, keyword-only
+        Softens both distributions in the distillation term.
+    alpha : float in [0, 1], keyword-only
+        Weight of the distillation term; ``1 - alpha`` weighs cross-entropy with the labels.
+
+    Returns
+    -------
+    loss : float
+        ``mean_b [alpha * T**2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(labels, softmax(s))]``.
+    grad : ndarray (B, C), float64
+        ``d loss / d student_logits``:
+        ``(alpha * T * (softmax(s/T) - softmax(t/T)) + (1 - alpha) * (softmax(s) - onehot)) / B``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        Non-float or mismatched logits, non-finite values, labels out of range, ``temperature <= 0``,
+        ``alpha`` outside [0, 1].
+
+    See Also
+    --------
+    distill : train a student with this loss.
+
+    Notes
+    -----
+    The ``T**2`` factor keeps the soft term's gradient on the scale of the hard term's as ``T`` grows.
+    With ``alpha = 0`` the loss is plain cross-entropy; with ``alpha = 1`` and a student equal to the
+    teacher, the loss and the gradient are zero.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numaccel import kd_loss
+    >>> s = np.array([[2.0, 0.0, -1.0]]); t = np.array([[3.0, 0.5, -2.0]])
+    >>> loss, grad = kd_loss(s, t, np.array([0]), temperature=2.0, alpha=0.5)
+    >>> grad.shape, bool(loss > 0)
+    ((1, 3), True)
+    """
+    T, alpha = _check_kd_params(temperature, alpha)
+    s = _as_logits(student_logits, "student_logits")
+    t = _as_logits(teacher_logits, "teacher_logits")
+    if s.shape != t.shape:
+        raise ValueError(
+            f"student_logits and teacher_logits must have the same shape, got {s.shape} and {t.shape}"
+        )
+    labels = as_labels(labels, s.shape[0], s.shape[1], "labels")
+    return _kd(s, t, labels, T, alpha)
+
+
+def _as_logits(z, name: str) -> np.ndarray:
+    z = as_inputs(z, name)
+    return z.astype(np.float64)
+
+
+def distill(teacher, student, X, y, *, temperature: float = 4.0, alpha: float = 0.9, epochs: int = 30,
+            batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, seed=0,
+            progress: bool = False) -> Sequential:
+    """Train ``student`` to match ``teacher``'s softened outputs (and the labels); return the trained copy.
+
+    Parameters
+    ----------
+    teacher : Sequential
+        Any weight formats (it only runs forward, once, over ``X``).
+    student : Sequential
+        Dense or CSR weights, same number of inputs and outputs as the teacher. Not modified.
+    X : ndarray (n, K), float
+    y : ndarray (n,) of int
+    temperature, alpha : keyword-only
+        As in :func:`kd_loss`.
+    epochs, batch_size, lr, weight_decay, seed, progress : keyword-only
+        As in :func:`numaccel.train`.
+
+    Returns
+    -------
+    Sequential
+        The trained student.
+
+    See Also
+    --------
+    kd_loss, numaccel.train
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(300, 8)).astype(np.float32); y = (X[:, :2].sum(1) > 0).astype(np.int64)
+    >>> teacher = na.train(na.nn.MLP.init([8, 64, 2], seed=0), X, y, epochs=20, lr=1e-2)
+    >>> student = na.distill(teacher, na.nn.MLP.init([8, 4, 2], seed=1), X, y, epochs=20, lr=1e-2)
+    >>> float((student.predict(X) == y).mean()) > 0.85
+    True
+    """
+    teacher = as_model(teacher, "teacher")
+    student = as_model(student, "student")
+    T, alpha = _check_kd_params(temperature, alpha)
+    X = as_inputs(X)
+    n_out = student.linears[-1].out_features
+    if teacher.linears[-1].out_features != n_out:
+        raise ValueError(
+            f"teacher gives {teacher.linears[-1].out_features} outputs but student gives {n_out}; "
+            f"they must match"
+        )
+    y = as_labels(y, X.shape[0], n_out)
+    t_logits = np.asarray(teacher(X), dtype=np.float64)
+    return fit(student, X, lambda rows, z: _kd_typed(z, t_logits[rows], y[rows], T, alpha), epochs=epochs,
+               batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, progress=progress,
+               desc="distill")
+
+
+def _kd_typed(z, t, labels, T, alpha):
+    loss, grad = _kd(z.astype(np.float64), t, labels, T, alpha)
+    return loss, grad.astype(z.dtype)

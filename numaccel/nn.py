@@ -1,0 +1,458 @@
+"""Models built from ``numaccel.linear``: ``Linear`` layers, activations, ``Sequential`` and ``MLP``.
+
+A layer holds its weight in whatever format ``numaccel.linear`` accepts (a dense ndarray, a
+:class:`~numaccel.CSRWeight`, an :class:`~numaccel.Int8Weight`, a sharded weight, ...); the forward pass
+is one ``linear`` call per layer, so every format, present or future, runs through the same dispatch.
+Models are plain Python objects holding NumPy arrays: no PyTorch is needed to run them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ._validate import as_float_array, check_finite
+from .linear import check_bias, linear
+
+__all__ = ["GELU", "MLP", "Linear", "ReLU", "Sequential", "erf", "weight_format"]
+
+
+def weight_format(weight) -> str:
+    """Short name of a weight's storage format: ``"dense"``, ``"csr"``, ``"int8"`` or the class name."""
+    if isinstance(weight, np.ndarray):
+        return "dense"
+    name = type(weight).__name__
+    return {"CSRWeight": "csr", "Int8Weight": "int8"}.get(name, name)
+
+
+def _weight_nbytes(weight) -> int:
+    return int(weight.nbytes) if hasattr(weight, "nbytes") else 0
+
+
+class Linear:
+    """A fully connected layer ``y = x @ W.T + bias`` running through :func:`numaccel.linear`.
+
+    Parameters
+    ----------
+    weight : ndarray (N, K) or any weight object ``numaccel.linear`` accepts
+        ``(out_features, in_features)`` layout, as ``torch.nn.Linear.weight``. A dense weight must be a
+        2-D float32/float64 array with finite values; it is used as given (not copied) and must not be
+        modified afterwards. Other formats need a ``shape`` attribute ``(N, K)``.
+    bias : ndarray (N,), optional
+        Stored as float32 (a copy).
+
+    Raises
+    ------
+    TypeError
+        A weight without a 2-D ``shape``, a non-float dense weight or bias.
+    ValueError
+        A bias of the wrong length, NaN or inf in a dense weight or bias.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> layer = na.nn.Linear(np.eye(2, dtype=np.float32), bias=np.ones(2, np.float32))
+    >>> layer(np.array([1.0, 2.0], np.float32))
+    array([2., 3.], dtype=float32)
+    """
+
+    def __init__(self, weight, bias=None):
+        if isinstance(weight, np.ndarray):
+            if weight.dtype.kind != "f":
+                raise TypeError(
+                    f"weight must be float32 or float64, got {weight.dtype}; use weight.astype(np.float32)"
+                )
+            if weight.ndim != 2:
+                raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+            if weight.dtype not in (np.float32, np.float64):
+                weight = weight.astype(np.float32)
+            check_finite(weight, "weight")
+        else:
+            shape = getattr(weight, "shape", None)
+            if shape is None or len(shape) != 2:
+                raise TypeError(
+                    f"weight must be an ndarray or a weight object with a 2-D shape (CSRWeight, Int8Weight, "
+                    f"...), got {type(weight).__name__}"
+                )
+        self.weight = weight
+        n = int(weight.shape[0])
+        if bias is not None:
+            bias = check_bias(bias, n).astype(np.float32)
+            check_finite(bias, "bias")
+        self.bias = bias
+
+    @property
+    def in_features(self) -> int:
+        return int(self.weight.shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self.weight.shape[0])
+
+    @property
+    def format(self) -> str:
+        return weight_format(self.weight)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the weight (as stored) and the bias."""
+        return _weight_nbytes(self.weight) + (0 if self.bias is None else int(self.bias.nbytes))
+
+    @property
+    def num_params(self) -> int:
+        """Parameters of the layer as a dense layer would count them: ``N * K (+ N)``."""
+        n, k = self.weight.shape
+        return int(n) * int(k) + (0 if self.bias is None else int(n))
+
+    def dense_weight(self) -> np.ndarray:
+        """The weight as a dense float32 ``(N, K)`` array (a new array for compressed formats)."""
+        w = self.weight
+        if isinstance(w, np.ndarray):
+            return w.astype(np.float32, copy=False)
+        for method in ("to_dense", "dequantize"):
+            if hasattr(w, method):
+                return np.asarray(getattr(w, method)(), dtype=np.float32)
+        raise TypeError(f"cannot densify a {type(w).__name__} weight (no to_dense() or dequantize())")
+
+    def __call__(self, x, **kwargs):
+        return linear(x, self.weight, self.bias, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Linear({self.in_features}, {self.out_features}, format={self.format!r})"
+
+
+_erf_ufunc = None
+
+
+def erf(x: np.ndarray) -> np.ndarray:
+    """The error function, elementwise (SciPy's when installed, else the standard library's)."""
+    global _erf_ufunc
+    if _erf_ufunc is None:
+        try:
+            from scipy.special import erf as scipy_erf
+
+            _erf_ufunc = scipy_erf
+        except ImportError:  # pragma: no cover - scipy is an optional extra
+            _erf_ufunc = np.frompyfunc(math.erf, 1, 1)
+    x = np.asarray(x)
+    return np.asarray(_erf_ufunc(x), dtype=x.dtype)
+
+
+class ReLU:
+    """``max(x, 0)``, elementwise."""
+
+    def __call__(self, x, **kwargs):
+        return np.maximum(x, 0, dtype=x.dtype)
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        """Derivative at ``x`` (0 at ``x == 0``, as PyTorch)."""
+        return (x > 0).astype(x.dtype)
+
+    def __repr__(self) -> str:
+        return "ReLU()"
+
+
+class GELU:
+    """Gaussian error linear unit ``x * Phi(x)`` (``approximate="none"``) or its tanh form, as torch's GELU.
+
+    Parameters
+    ----------
+    approximate : {"none", "tanh"}, keyword-only
+    """
+
+    _C = math.sqrt(2.0 / math.pi)
+
+    def __init__(self, *, approximate: str = "none"):
+        if approximate not in ("none", "tanh"):
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        self.approximate = approximate
+
+    def _tanh_inner(self, x):
+        return self._C * (x + 0.044715 * x**3)
+
+    def __call__(self, x, **kwargs):
+        if self.approximate == "tanh":
+            return (0.5 * x * (1.0 + np.tanh(self._tanh_inner(x)))).astype(x.dtype, copy=False)
+        return (0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)
+
+    def grad(self, x: np.ndarray) -> np.ndarray:
+        """Derivative at ``x``."""
+        if self.approximate == "tanh":
+            t = np.tanh(self._tanh_inner(x))
+            dt = (1.0 - t * t) * self._C * (1.0 + 3 * 0.044715 * x * x)
+            return (0.5 * (1.0 + t) + 0.5 * x * dt).astype(x.dtype, copy=False)
+        cdf = 0.5 * (1.0 + erf(x / math.sqrt(2.0)))
+        pdf = np.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+        return (cdf + x * pdf).astype(x.dtype, copy=False)
+
+    def __repr__(self) -> str:
+        return f"GELU(approximate={self.approximate!r})"
+
+
+_ACTIVATIONS = {"relu": ReLU, "gelu": GELU}
+
+
+def _activation(name):
+    if isinstance(name, (ReLU, GELU)):
+        return name
+    if name == "gelu_tanh":
+        return GELU(approximate="tanh")
+    if name not in _ACTIVATIONS:
+        raise ValueError(f"activation must be 'relu', 'gelu' or 'gelu_tanh', got {name!r}")
+    return _ACTIVATIONS[name]()
+
+
+def _to_numpy(t) -> np.ndarray:
+    """A PyTorch tensor (or anything array-like) as a float32 NumPy array, without importing torch."""
+    if hasattr(t, "detach"):
+        t = t.detach().cpu().numpy()
+    a = np.asarray(t)
+    if a.dtype.kind != "f":
+        raise TypeError(f"expected a floating-point tensor, got {a.dtype}")
+    return np.array(a, dtype=np.float32)  # a copy: the model never shares memory with torch
+
+
+class Sequential:
+    """Layers applied in order: ``Linear`` layers and activations (``ReLU``, ``GELU``).
+
+    Parameters
+    ----------
+    layers : sequence
+        Callables; the ``Linear`` ones hold the weights.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> net = na.nn.Sequential([na.nn.Linear(np.ones((2, 3), np.float32)), na.nn.ReLU()])
+    >>> net(np.array([1.0, -2.0, 0.5], np.float32))
+    array([0., 0.], dtype=float32)
+    """
+
+    def __init__(self, layers):
+        layers = list(layers)
+        for i, layer in enumerate(layers):
+            if not callable(layer):
+                raise TypeError(
+                    f"layers[{i}] must be a layer (Linear, ReLU, GELU), got {type(layer).__name__}"
+                )
+        prev = None
+        for i, layer in enumerate(layers):
+            if isinstance(layer, Linear):
+                if prev is not None and layer.in_features != prev:
+                    raise ValueError(
+                        f"layers[{i}] takes {layer.in_features} features but the layer before it gives {prev}"
+                    )
+                prev = layer.out_features
+        self.layers = layers
+        self.report = None  # set by numaccel.compress: one dict per Linear layer
+
+    # ----------------------------------------------------------------------------------------------
+    @property
+    def linears(self) -> list[Linear]:
+        """The ``Linear`` layers, in order."""
+        return [layer for layer in self.layers if isinstance(layer, Linear)]
+
+    @property
+    def sizes(self) -> list[int]:
+        """Feature counts ``[in, hidden..., out]``."""
+        lin = self.linears
+        return [lin[0].in_features] + [layer.out_features for layer in lin] if lin else []
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by all weights (as stored) and biases."""
+        return sum(layer.nbytes for layer in self.linears)
+
+    @property
+    def num_params(self) -> int:
+        """Parameters counted as in the dense model (``N * K + N`` per layer)."""
+        return sum(layer.num_params for layer in self.linears)
+
+    def __call__(self, x, **kwargs):
+        """Forward pass; ``kwargs`` (e.g. ``device=``, ``activations=``) go to every ``linear`` call."""
+        for layer in self.layers:
+            x = layer(x, **kwargs) if isinstance(layer, Linear) else layer(x)
+        return x
+
+    def predict(self, x) -> np.ndarray:
+        """Class ids: the argmax of the output over its last axis."""
+        return np.argmax(self(x), axis=-1)
+
+    def with_weights(self, weights, biases=None) -> Sequential:
+        """A new model with the same layers and the given weights (and biases), one per ``Linear``."""
+        weights = list(weights)
+        n = len(self.linears)
+        biases = [layer.bias for layer in self.linears] if biases is None else list(biases)
+        if len(weights) != n or len(biases) != n:
+            raise ValueError(
+                f"weights and biases must have {n} entries (one per Linear), got {len(weights)} and "
+                f"{len(biases)}"
+            )
+        it = iter(zip(weights, biases, strict=True))
+        layers = [Linear(*next(it)) if isinstance(layer, Linear) else layer for layer in self.layers]
+        return type(self)(layers)
+
+    def summary(self) -> list[dict]:
+        """Per ``Linear`` layer: shape, format, density of the stored weight and bytes."""
+        rows = []
+        for i, layer in enumerate(self.linears):
+            w = layer.weight
+            density = getattr(w, "density", None)
+            if density is None:
+                dense = layer.dense_weight()
+                density = float(np.count_nonzero(dense)) / dense.size if dense.size else 0.0
+            rows.append(
+                {"layer": i, "shape": tuple(int(s) for s in w.shape), "format": layer.format,
+                 "density": float(density), "bytes": layer.nbytes}
+            )
+        return rows
+
+    def __repr__(self) -> str:
+        inner = ", ".join(map(repr, self.layers))
+        return f"{type(self).__name__}([{inner}])"
+
+
+class MLP(Sequential):
+    """A multilayer perceptron: ``Linear`` layers with one activation between consecutive ones.
+
+    Build one with :meth:`from_arrays`, :meth:`init` or :meth:`from_torch`.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> net = na.nn.MLP.init([4, 8, 3], activation="relu", seed=0)
+    >>> net(np.ones((2, 4), np.float32)).shape
+    (2, 3)
+    """
+
+    @classmethod
+    def from_arrays(cls, weights, biases=None, *, activation: str = "relu") -> MLP:
+        """An MLP from weight arrays in ``(out, in)`` layout (any formats ``linear`` accepts).
+
+        Parameters
+        ----------
+        weights : sequence of weights, shapes ``(N_i, K_i)`` with ``K_{i+1} == N_i``
+        biases : sequence of (N_i,) arrays or None, optional
+        activation : {"relu", "gelu", "gelu_tanh"}, keyword-only
+            Applied after every layer but the last.
+
+        Examples
+        --------
+        >>> import numpy as np, numaccel as na
+        >>> net = na.nn.MLP.from_arrays([np.ones((3, 2), np.float32), np.ones((1, 3), np.float32)])
+        >>> net(np.array([1.0, 1.0], np.float32))
+        array([6.], dtype=float32)
+        """
+        weights = list(weights)
+        if not weights:
+            raise ValueError("weights must hold at least one weight matrix, got an empty sequence")
+        biases = [None] * len(weights) if biases is None else list(biases)
+        if len(biases) != len(weights):
+            raise ValueError(f"biases must have {len(weights)} entries (one per weight), got {len(biases)}")
+        layers = []
+        for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+            if i:
+                layers.append(_activation(activation))
+            layers.append(Linear(w, b))
+        return cls(layers)
+
+    @classmethod
+    def init(cls, sizes, *, activation: str = "relu", seed=0, dtype=np.float32) -> MLP:
+        """A freshly initialised MLP with layer widths ``sizes = [in, hidden..., out]``.
+
+        Weights are drawn as in ``torch.nn.Linear`` (Kaiming-uniform: ``U(-1/sqrt(K), 1/sqrt(K))`` for
+        weights and biases), from ``numpy.random.default_rng(seed)``.
+
+        Examples
+        --------
+        >>> import numaccel as na
+        >>> na.nn.MLP.init([64, 32, 10], seed=0).sizes
+        [64, 32, 10]
+        """
+        sizes = list(sizes)
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must list at least [in_features, out_features], got {sizes}")
+        for i, s in enumerate(sizes):
+            if isinstance(s, bool) or not isinstance(s, numbers.Integral) or s <= 0:
+                raise ValueError(f"sizes[{i}] must be a positive integer, got {s!r}")
+        rng = np.random.default_rng(seed)
+        weights, biases = [], []
+        for k, n in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1.0 / math.sqrt(k)
+            weights.append(rng.uniform(-bound, bound, size=(n, k)).astype(dtype))
+            biases.append(rng.uniform(-bound, bound, size=n).astype(np.float32))
+        return cls.from_arrays(weights, biases, activation=activation)
+
+    @classmethod
+    def from_torch(cls, module, *, activation: str = "relu") -> MLP:
+        """Convert a PyTorch ``nn.Sequential`` (or its ``state_dict``) of ``Linear`` layers and activations.
+
+        Parameters
+        ----------
+        module : torch.nn.Sequential or mapping of name -> tensor
+            A module may hold ``Linear``, ``ReLU``, ``GELU``, and ``Flatten``, ``Identity`` and
+            ``Dropout`` (identities at inference). A ``state_dict`` (e.g. read back with ``torch.load``)
+            gives the ``<i>.weight`` / ``<i>.bias`` pairs in order; it carries no activations, so
+            ``activation`` is put between consecutive layers.
+        activation : {"relu", "gelu", "gelu_tanh"}, keyword-only
+            Used only for a ``state_dict``.
+
+        Returns
+        -------
+        MLP
+            Holding float32 copies of the weights in torch's ``(out, in)`` layout; it runs without torch.
+        """
+        if hasattr(module, "named_children") and hasattr(module, "state_dict"):
+            layers = []
+            for name, child in module.named_children():
+                kind = type(child).__name__
+                if kind == "Linear":
+                    bias = None if child.bias is None else _to_numpy(child.bias)
+                    layers.append(Linear(_to_numpy(child.weight), bias))
+                elif kind == "ReLU":
+                    layers.append(ReLU())
+                elif kind == "GELU":
+                    layers.append(GELU(approximate=getattr(child, "approximate", "none")))
+                elif kind in ("Flatten", "Identity", "Dropout"):
+                    continue
+                else:
+                    raise TypeError(
+                        f"module[{name}] is a {kind}; only Linear, ReLU, GELU, Flatten, Identity and Dropout "
+                        f"convert"
+                    )
+            return cls(layers)
+        if not hasattr(module, "items"):
+            raise TypeError(
+                f"module must be a torch.nn.Sequential or a state_dict, got {type(module).__name__}"
+            )
+        groups: dict[str, dict] = {}
+        for key, value in module.items():
+            prefix, _, leaf = str(key).rpartition(".")
+            if leaf not in ("weight", "bias"):
+                raise ValueError(f"state_dict key {key!r} is not a '<layer>.weight' or '<layer>.bias' entry")
+            groups.setdefault(prefix, {})[leaf] = value
+        weights, biases = [], []
+        for prefix, entry in groups.items():
+            if "weight" not in entry:
+                raise ValueError(f"state_dict has {prefix}.bias but no {prefix}.weight")
+            weights.append(_to_numpy(entry["weight"]))
+            biases.append(None if "bias" not in entry else _to_numpy(entry["bias"]))
+        return cls.from_arrays(weights, biases, activation=activation)
+
+
+def as_model(model, name: str = "model") -> Sequential:
+    """Check that ``model`` is a :class:`Sequential` with at least one ``Linear`` layer."""
+    if not isinstance(model, Sequential):
+        raise TypeError(f"{name} must be a numaccel.nn.Sequential or MLP, got {type(model).__name__}")
+    if not model.linears:
+        raise ValueError(f"{name} has no Linear layer")
+    return model
+
+
+def as_inputs(X, name: str = "X") -> np.ndarray:
+    """Training inputs: a 2-D float array (float32/float64), finite."""
+    X = as_float_array(X, name, ndims=(2,))
+    check_finite(X, name)
+    return X

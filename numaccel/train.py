@@ -1,0 +1,340 @@
+"""A small, exact trainer for MLPs: softmax cross-entropy, Adam, mini-batches, and masks that keep
+pruned weights at zero.
+
+Everything is NumPy: the matrix products go to BLAS, which is where the time goes for these layer sizes.
+A run is reproducible: the same seed gives the same shuffles and, on the same machine and thread count,
+the same weights.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .nn import GELU, Linear, ReLU, Sequential, as_inputs, as_model
+from .sparse import CSRWeight
+
+__all__ = ["cross_entropy", "log_softmax", "train"]
+
+
+def log_softmax(z: np.ndarray) -> np.ndarray:
+    """``log(softmax(z))`` over the last axis, stable for any finite logits (row maximum subtracted)."""
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def as_labels(y, n: int, n_classes: int, name: str = "y") -> np.ndarray:
+    """Class ids: a 1-D integer array of length ``n`` with values in ``[0, n_classes)``."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "iu" or y.dtype == np.bool_:
+        raise TypeError(f"{name} must hold integer class ids, got {y.dtype}; use {name}.astype(np.int64)")
+    if y.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one label per row of X), got {y.shape}")
+    if n and (y.min() < 0 or y.max() >= n_classes):
+        bad = int(np.argmax((y < 0) | (y >= n_classes)))
+        raise ValueError(
+            f"{name} must be class ids in [0, {n_classes}) (the model's outputs), "
+            f"got {name}[{bad}] = {y[bad]}"
+        )
+    return y.astype(np.int64)
+
+
+def cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
+    """Mean softmax cross-entropy of ``logits`` (B, C) against class ids ``labels`` (B,), and its gradient.
+
+    Returns
+    -------
+    loss : float
+        ``-mean_b log softmax(logits[b])[labels[b]]``.
+    grad : ndarray (B, C)
+        ``(softmax(logits) - onehot(labels)) / B``, in the dtype of ``logits``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from numaccel.train import cross_entropy
+    >>> loss, grad = cross_entropy(np.zeros((1, 4)), np.array([2]))
+    >>> round(loss, 6), grad.shape
+    (1.386294, (1, 4))
+    """
+    logits = np.asarray(logits)
+    b = logits.shape[0]
+    logp = log_softmax(logits)
+    rows = np.arange(b)
+    loss = -float(logp[rows, labels].mean()) if b else 0.0
+    grad = np.exp(logp)
+    grad[rows, labels] -= 1.0
+    grad /= max(b, 1)
+    return loss, grad.astype(logits.dtype, copy=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# forward and backward through a Sequential of dense weights
+
+def _check_trainable(model: Sequential) -> None:
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Linear):
+            fmt = layer.format
+            if fmt not in ("dense", "csr"):
+                raise TypeError(
+                    f"layer {i} stores its weight as {fmt}; training needs dense or CSR weights: train or "
+                    f"fine-tune first, then quantize (numaccel.compress(model, int8=True))"
+                )
+        elif not isinstance(layer, (ReLU, GELU)):
+            raise TypeError(f"layer {i} is a {type(layer).__name__}; training supports Linear, ReLU and GELU")
+
+
+def structure_mask(layer: Linear):
+    """The stored-entry pattern of a CSR layer as a bool (N, K) array; None for a dense layer."""
+    w = layer.weight
+    if isinstance(w, np.ndarray):
+        return None
+    mask = np.zeros(w.shape, dtype=bool)
+    rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
+    mask[rows, w.indices] = True
+    return mask
+
+
+def forward_backward(layers, weights, biases, X, loss_fn):
+    """One forward and backward pass.
+
+    ``layers`` is the model's layer list (Linear entries stand for ``weights[i]``/``biases[i]``, in order),
+    ``loss_fn(logits) -> (loss, dlogits)``. Returns ``(loss, weight_grads, bias_grads)`` (a bias gradient is
+    None where the bias is None). Computed in the dtype of ``X``.
+    """
+    inputs, pre = [], []
+    h = X
+    li = 0
+    for layer in layers:
+        if isinstance(layer, Linear):
+            inputs.append(h)
+            h = h @ weights[li].T
+            if biases[li] is not None:
+                h += biases[li]
+            li += 1
+        else:
+            pre.append(h)
+            h = layer(h)
+    loss, g = loss_fn(h)
+    gw: list = [None] * len(weights)
+    gb: list = [None] * len(weights)
+    for layer in reversed(layers):
+        if isinstance(layer, Linear):
+            li -= 1
+            gw[li] = g.T @ inputs[li]
+            if biases[li] is not None:
+                gb[li] = g.sum(axis=0)
+            if li:
+                g = g @ weights[li]
+        else:
+            g = g * layer.grad(pre.pop())
+    return loss, gw, gb
+
+
+class Adam:
+    """Adam (Kingma & Ba 2015) with bias correction and decoupled weight decay; masked entries never move."""
+
+    def __init__(self, params, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, masks=None):
+        self.params = params
+        self.lr, (self.b1, self.b2), self.eps, self.wd = lr, betas, eps, weight_decay
+        self.m = [np.zeros_like(p) for p in params]
+        self.v = [np.zeros_like(p) for p in params]
+        self.masks = masks if masks is not None else [None] * len(params)
+        self.t = 0
+
+    def step(self, grads) -> None:
+        self.t += 1
+        c1 = 1.0 - self.b1**self.t
+        c2 = 1.0 - self.b2**self.t
+        for p, g, m, v, mask in zip(self.params, grads, self.m, self.v, self.masks, strict=True):
+            if g is None:
+                continue
+            if mask is not None:
+                g = g * mask
+            m *= self.b1
+            m += (1.0 - self.b1) * g
+            v *= self.b2
+            v += (1.0 - self.b2) * (g * g)
+            update = (self.lr / c1) * m / (np.sqrt(v / c2) + self.eps)
+            if self.wd:
+                update += self.lr * self.wd * p
+            p -= update.astype(p.dtype, copy=False)
+            if mask is not None:
+                p *= mask
+
+
+def _positive_int(value, name):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def _non_negative_float(value, name, *, positive=False):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise TypeError(f"{name} must be a finite real number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value}")
+    return float(value)
+
+
+def progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar when tqdm is installed and ``enabled``; otherwise an object with the same few methods."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+
+            return tqdm(total=total, desc=desc, leave=False)
+        except ImportError:
+            pass
+    return _PlainProgress(total, desc, enabled)
+
+
+class _PlainProgress:
+    def __init__(self, total, desc, enabled):
+        self.total, self.desc, self.enabled, self.n = total, desc, enabled, 0
+
+    def update(self, k=1):
+        self.n += k
+        if self.enabled and (self.n == self.total or self.n % max(1, self.total // 4) == 0):
+            print(f"  {self.desc}: {self.n}/{self.total}", flush=True)
+
+    def set_postfix_str(self, s):
+        pass
+
+    def close(self):
+        pass
+
+
+def fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.0, seed=0, masks=None,
+        progress=False, desc="train"):
+    """Train ``model`` on rows of ``X`` with ``loss_fn(rows, logits) -> (loss, dlogits)``; return a new model.
+
+    The shared loop of :func:`train` and :func:`numaccel.distill`. ``rows`` are the indices into ``X`` of the
+    mini-batch, so the loss can look up its targets. Masks (one bool (N, K) array or None per Linear; the
+    stored pattern of CSR layers is always kept) hold pruned weights at exactly zero.
+    """
+    model = as_model(model)
+    _check_trainable(model)
+    X = as_inputs(X)
+    epochs = _positive_int(epochs, "epochs")
+    batch_size = _positive_int(batch_size, "batch_size")
+    lr = _non_negative_float(lr, "lr", positive=True)
+    weight_decay = _non_negative_float(weight_decay, "weight_decay")
+    linears = model.linears
+    if masks is None:
+        masks = [None] * len(linears)
+    masks = list(masks)
+    if len(masks) != len(linears):
+        raise ValueError(
+            f"masks must have {len(linears)} entries (one per Linear, or None), got {len(masks)}"
+        )
+    if X.shape[1] != linears[0].in_features:
+        raise ValueError(
+            f"X must have {linears[0].in_features} features (the model's inputs), got shape {X.shape}"
+        )
+    dtype = np.result_type(X.dtype, *[layer.weight.dtype for layer in linears if layer.format == "dense"])
+    weights, biases, all_masks = [], [], []
+    for i, layer in enumerate(linears):
+        w = np.array(layer.dense_weight(), dtype=dtype)  # a private copy
+        mask = structure_mask(layer)
+        if masks[i] is not None:
+            m = np.asarray(masks[i])
+            if m.dtype != np.bool_ or m.shape != w.shape:
+                raise ValueError(
+                    f"masks[{i}] must be a bool array of shape {w.shape}, got {m.dtype} {m.shape}"
+                )
+            mask = m if mask is None else (mask & m)
+        if mask is not None:
+            mask = mask.astype(dtype)
+            w *= mask
+        weights.append(w)
+        biases.append(None if layer.bias is None else layer.bias.astype(dtype))
+        all_masks.append(mask)
+    n = X.shape[0]
+    Xc = X.astype(dtype, copy=False)
+    params = weights + [b for b in biases if b is not None]
+    pmasks = all_masks + [None] * (len(params) - len(weights))
+    opt = Adam(params, lr=lr, weight_decay=weight_decay, masks=pmasks)
+    rng = np.random.default_rng(seed)
+    steps = -(-n // batch_size)
+    bar = progress_bar(epochs, desc, progress)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        total = 0.0
+        for s in range(steps):
+            rows = order[s * batch_size:(s + 1) * batch_size]
+            loss, gw, gb = forward_backward(model.layers, weights, biases, Xc[rows],
+                                            lambda z, rows=rows: loss_fn(rows, z))
+            opt.step(gw + [g for g, b in zip(gb, biases, strict=True) if b is not None])
+            total += loss * rows.size
+        bar.set_postfix_str(f"loss={total / max(n, 1):.4f}")
+        bar.update(1)
+    bar.close()
+    new = [CSRWeight.from_dense(w) if layer.format == "csr" else w.astype(np.float32, copy=False)
+           for layer, w in zip(linears, weights, strict=True)]
+    return model.with_weights(new, biases)
+
+
+def train(model, X, y, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
+          seed=0, masks=None, progress: bool = False) -> Sequential:
+    """Train a classifier with softmax cross-entropy and Adam on mini-batches; return the trained copy.
+
+    Parameters
+    ----------
+    model : Sequential or MLP
+        Linear layers (dense or CSR weights) and ReLU/GELU activations; the last layer gives the logits.
+        Not modified.
+    X : ndarray (n, K), float32 or float64
+    y : ndarray (n,) of int
+        Class ids in ``[0, C)`` for ``C`` outputs.
+    epochs, batch_size : int, keyword-only
+        Passes over the data and rows per Adam step (the last batch of an epoch may be shorter).
+    lr, weight_decay : float, keyword-only
+        Adam step size; decoupled weight decay (AdamW), 0 by default.
+    seed : int or None, keyword-only
+        Seeds the shuffles: the same seed gives the same run.
+    masks : sequence of (bool ndarray or None), optional, keyword-only
+        One per Linear: entries where the mask is False are set to zero and stay exactly zero (masked
+        training, as in Deep Compression's prune -> fine-tune loop). A CSR layer keeps its stored pattern.
+    progress : bool, keyword-only
+        Show a progress bar (tqdm when installed).
+
+    Returns
+    -------
+    Sequential
+        Same class and layers as ``model``; dense layers come back as float32 arrays, CSR layers as
+        ``CSRWeight`` with their pattern kept.
+
+    Raises
+    ------
+    TypeError
+        An int8 or other non-trainable weight, non-float ``X``, non-integer ``y``.
+    ValueError
+        Shapes that disagree, labels out of range, bad hyperparameters.
+
+    See Also
+    --------
+    numaccel.distill : the same loop with the distillation loss.
+    numaccel.compress : prune with fine-tuning through this trainer.
+
+    Notes
+    -----
+    Loss ``-mean log softmax(f(x))[y]``; gradient by backpropagation in the weights' dtype. Adam with
+    ``betas = (0.9, 0.999)``, ``eps = 1e-8`` and bias correction; gradients of masked entries are zeroed
+    before the moment updates, so their moments stay zero and the weights do not move.
+
+    Examples
+    --------
+    >>> import numpy as np, numaccel as na
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(200, 4)).astype(np.float32); y = (X[:, 0] > 0).astype(np.int64)
+    >>> net = na.train(na.nn.MLP.init([4, 16, 2], seed=0), X, y, epochs=20, lr=1e-2, seed=0)
+    >>> float((net.predict(X) == y).mean()) > 0.9
+    True
+    """
+    model = as_model(model)
+    X = as_inputs(X)
+    y = as_labels(y, X.shape[0], model.linears[-1].out_features)
+    return fit(model, X, lambda rows, z: cross_entropy(z, y[rows]), epochs=epochs, batch_size=batch_size,
+               lr=lr, weight_decay=weight_decay, seed=seed, masks=masks, progress=progress, desc="train")
