@@ -4,9 +4,11 @@ NumPy in, NumPy out. See ``numaccel.linear``, ``numaccel.prune``, ``numaccel.qua
 """
 
 from .linear import linear
+from .parallel import ShardedWeight, shard
 from .quant import Int8Weight, quantize
 from .sparse import CSRWeight, magnitude_mask, prune, spmm
 
 __version__ = "0.1.0"
 
-__all__ = ["CSRWeight", "Int8Weight", "quantize", "linear", "magnitude_mask", "prune", "spmm", "__version__"]
+__all__ = ["CSRWeight", "Int8Weight", "quantize", "linear", "magnitude_mask", "prune", "spmm", "__version__",
+           "ShardedWeight", "shard"]
