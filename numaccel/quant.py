@@ -5,16 +5,27 @@ Validates, coerces, allocates and dispatches; the arithmetic lives in ``numaccel
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from . import _config
-from ._kernels import int8_cpu
+from ._kernels import int8_cpu, vnni_x86
 from ._validate import as_positive_int, as_weight_matrix, check_finite
 
 __all__ = ["Int8Weight", "quantize"]
 
 # Rows of W quantized per step in ``quantize`` (bounds the float64 temporaries to a few MiB).
 _QUANTIZE_ROWS = 256
+
+# W8A8 runs on AVX-512 VNNI (``vpdpbusd``) when the host CPU has it, decided once at import. Setting the
+# environment variable NUMACCEL_NO_VNNI=1 before import (or this flag to False) forces the portable path.
+_USE_VNNI = vnni_x86.HAVE_VNNI and os.environ.get("NUMACCEL_NO_VNNI", "0") in ("", "0")
+
+# Reduction blocks (features) of the panel kernels: the weight block stays in L1, the activations' in L2.
+_KC_DEQUANT = 128
+_KC_FUSED = 256
+_KC_VNNI = 512
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -72,7 +83,8 @@ class Int8Weight:
     """
 
     __slots__ = (
-        "_q", "_scales", "_zps", "_group_size", "_gs", "_s2", "_z2", "_has_zp", "_device", "__weakref__",
+        "_q", "_scales", "_zps", "_group_size", "_gs", "_s2", "_z2", "_has_zp", "_pk", "_pk4", "_device",
+        "__weakref__",
     )
 
     def __init__(self, qweight, scales, zero_points=None, *, group_size=None):
@@ -134,6 +146,8 @@ class Int8Weight:
         z2 = np.zeros((n, g), dtype=np.int32) if zps is None else zps.reshape(n, g).astype(np.int32)
         self._z2 = _frozen(z2)
         self._has_zp = bool(zps is not None and zps.any())
+        self._pk = None
+        self._pk4 = None
         self._device = None
 
     @classmethod
@@ -198,24 +212,83 @@ class Int8Weight:
 
     # ----------------------------------------------------------------------------------------------
     # kernels
+    def _panels(self):
+        """Weight-only layout, made once on first use: the codes as (P, K, 64) panels of 64 transposed rows
+        (zero rows past N), scales and zero points transposed to (G, 64P) float32."""
+        pk = self._pk
+        if pk is None:
+            n, k = self._q.shape
+            npad = -(-n // vnni_x86.PANEL) * vnni_x86.PANEL
+            qp = np.zeros((npad, k), dtype=np.int8)
+            qp[:n] = self._q
+            panels = np.ascontiguousarray(qp.reshape(-1, vnni_x86.PANEL, k).transpose(0, 2, 1))
+            g = self._s2.shape[1]
+            sT = np.zeros((g, npad), dtype=np.float32)
+            sT[:, :n] = self._s2.T
+            zT = np.zeros((g, npad), dtype=np.float32)
+            zT[:, :n] = self._z2.T
+            pk = self._pk = (_frozen(panels), _frozen(sT), _frozen(zT))
+        return pk
+
+    def _panels4(self):
+        """VNNI layout, made once on first use: (P, ceil(K/4), 256) panels holding, for each step of 4
+        features, the 4 codes of each of 64 rows together; ``128 * group sums of q`` and zero points as
+        (G, 64P) int32."""
+        pk = self._pk4
+        if pk is None:
+            n, k = self._q.shape
+            npad = -(-n // vnni_x86.PANEL) * vnni_x86.PANEL
+            k4 = -(-k // 4)
+            qp = np.zeros((npad, 4 * k4), dtype=np.int8)
+            qp[:n, :k] = self._q
+            panels = np.ascontiguousarray(
+                qp.reshape(-1, vnni_x86.PANEL, k4, 4).transpose(0, 2, 1, 3)
+            ).reshape(-1, k4, 4 * vnni_x86.PANEL)
+            g = self._s2.shape[1]
+            corrT = np.zeros((g, npad), dtype=np.int32)
+            corrT[:, :n] = 128 * _group_sums(self._q.astype(np.int32), self._gs, g).T
+            zT = np.zeros((g, npad), dtype=np.int32)
+            zT[:, :n] = self._z2.T
+            pk = self._pk4 = (_frozen(panels), _frozen(corrT), _frozen(zT))
+        return pk
+
     def _linear(self, x: np.ndarray, out: np.ndarray, *, activations=None) -> None:
         """``out = x @ self.dequantize().T`` for validated ``x`` (B, K) and C-contiguous ``out`` (B, N)."""
         if activations not in (None, "int8"):
             raise ValueError(f"activations must be None or 'int8' for an Int8Weight, got {activations!r}")
+        B, k = x.shape
+        if k == 0:
+            out[...] = 0
+            return
         x = np.ascontiguousarray(x)
-        B = x.shape[0]
+        g = self._s2.shape[1]
         with _config.kernel_guard():
-            if activations is None:
-                if self._has_zp:
-                    xsum = _group_sums(x, self._gs, self._s2.shape[1])
+            if activations is None and x.dtype == np.float32:
+                panels, sT, zT = self._panels()
+                if self._group_size is None and not self._has_zp:
+                    int8_cpu._qmm_int8_panels_pc(panels, sT[0], x, _KC_FUSED, out)
                 else:
-                    xsum = np.zeros((B, self._s2.shape[1]), dtype=x.dtype)
+                    int8_cpu._qmm_int8_panels(panels, sT, zT, self._gs, x, _KC_DEQUANT, out)
+            elif activations is None:
+                if self._has_zp:
+                    xsum = _group_sums(x, self._gs, g)
+                else:
+                    xsum = np.zeros((B, g), dtype=x.dtype)
                 int8_cpu._qmm_int8_simple(self._q, self._s2, self._z2, self._gs, x, xsum, out)
             else:
-                qx = np.empty(x.shape, dtype=np.int8)
+                vnni = _USE_VNNI and (self._group_size is None or self._gs % 4 == 0)
+                xu = np.empty((B, -(-k // 4) * 4 if vnni else k), dtype=np.uint8)
                 sx = np.empty(B, dtype=np.float64)
-                int8_cpu._quantize_rows_int8(x, qx, sx)
-                int8_cpu._w8a8_simple(self._q, self._s2, self._z2, self._gs, qx, sx, out)
+                qxsum = np.empty((B, g), dtype=np.int32)
+                int8_cpu._quantize_rows_u8(x, self._gs, xu, sx, qxsum)
+                if vnni:
+                    panels4, corrT, zT = self._panels4()
+                    gs4 = panels4.shape[1] if self._group_size is None else self._gs // 4
+                    int8_cpu._w8a8_vnni_panels(
+                        panels4, corrT, self._panels()[1], zT, gs4, xu, sx, qxsum, _KC_VNNI // 4, out
+                    )
+                else:
+                    int8_cpu._w8a8_simple(self._q, self._s2, self._z2, self._gs, xu, sx, qxsum, out)
 
 
 def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:

@@ -13,6 +13,11 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
+from .vnni_x86 import MAX_RB, MK_F32, MK_I8F32, MK_VNNI, PANEL
+
+_F1, _F2, _F3, _F4, _F5, _F6 = MK_F32
+_I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
+_V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
@@ -41,44 +46,212 @@ def _qmm_int8_simple(q, scales, zps, gs, x, xsum, out):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _quantize_rows_int8(x, qx, sx):
-    """Symmetric per-row quantization of activations: ``sx[b] = max|x[b]| / 127``,
-    ``qx[b] = clip(rint(x[b] / sx[b]), -127, 127)`` (zeros for an all-zero row); x (B, K), qx int8 (B, K)."""
-    B, K = x.shape
-    for b in prange(B):
-        xb = x[b]
-        amax = 0.0
-        for k in range(K):
-            v = abs(np.float64(xb[k]))
-            if v > amax:
-                amax = v
-        s = amax / 127.0
-        sx[b] = s
-        for k in range(K):
-            v = np.rint(np.float64(xb[k]) / s) if s > 0 else 0.0
-            v = min(max(v, -127.0), 127.0)
-            qx[b, k] = np.int8(v)
-
-
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _w8a8_simple(q, scales, zps, gs, qx, sx, out):
-    """``out[b, n] = sx[b] * sum_g scales[n, g] * (qx[b, g] . q[n, g] - zps[n, g] * sum(qx[b, g]))``,
-    the dot products exact in int32."""
+def _w8a8_simple(q, scales, zps, gs, xu, sx, qxsum, out):
+    """Portable W8A8 with ``qx = xu - 128`` (see ``_quantize_rows_u8``), dot products exact in int32:
+    ``out[b, n] = sx[b] * sum_g scales[n, g] * (qx[b, g] . q[n, g] - zps[n, g] * qxsum[b, g])``."""
     N, K = q.shape
-    B = qx.shape[0]
+    B = xu.shape[0]
     G = scales.shape[1]
     for n in prange(N):
         qn = q[n]
         for b in range(B):
-            xb = qx[b]
-            acc = 0.0
+            xb = xu[b]
+            acc = np.float32(0)
             for g in range(G):
                 k0 = g * gs
                 k1 = min(k0 + gs, K)
                 d = np.int32(0)
-                t = np.int32(0)
                 for k in range(k0, k1):
-                    d = np.int32(d + np.int32(xb[k]) * np.int32(qn[k]))
-                    t = np.int32(t + np.int32(xb[k]))
-                acc += np.float64(scales[n, g]) * np.float64(np.int32(d - zps[n, g] * t))
+                    d = np.int32(d + (np.int32(xb[k]) - np.int32(128)) * np.int32(qn[k]))
+                acc += scales[n, g] * np.float32(np.int32(d - zps[n, g] * qxsum[b, g]))
             out[b, n] = acc * sx[b]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _quantize_rows_u8(x, gs, xu, sx, qxsum):
+    """Symmetric per-row activation quantization for W8A8.
+
+    ``sx[b] = max|x[b]| / 127`` and codes ``qx = clip(rint(x[b] / sx[b]), -127, 127)`` (zeros for an all-zero
+    row), stored offset as ``xu = qx + 128`` (uint8, for ``vpdpbusd``); columns ``K .. Kp`` of ``xu`` are
+    filled with 128 (code 0). ``qxsum[b, g]`` is the sum of the codes of group ``g`` (``gs`` features). A row
+    holding NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN.
+    """
+    B, K = x.shape
+    Kp = xu.shape[1]
+    G = qxsum.shape[1]
+    for b in prange(B):
+        xb = x[b]
+        ub = xu[b]
+        amax = 0.0
+        finite = True
+        for k in range(K):
+            v = abs(np.float64(xb[k]))
+            if v > amax:
+                amax = v
+            if not v < np.inf:
+                finite = False
+        s = amax / 127.0
+        if finite and s > 0:
+            for k in range(K):
+                c = min(max(np.rint(np.float64(xb[k]) / s), -127.0), 127.0)
+                ub[k] = np.uint8(np.int32(c) + 128)
+        else:
+            for k in range(K):
+                ub[k] = 128
+        for k in range(K, Kp):
+            ub[k] = 128
+        sx[b] = s if finite else np.nan
+        for g in range(G):
+            t = np.int32(0)
+            for k in range(g * gs, min(g * gs + gs, K)):
+                t = np.int32(t + np.int32(ub[k]) - np.int32(128))
+            qxsum[b, g] = t
+
+
+@njit(inline="always")
+def _tile_f32(w, wr0, x, b0, nb, k0, kn, acc, init):
+    if nb >= 6:
+        _F6(w, wr0, x, b0, 6, k0, kn, acc, init)
+    elif nb == 5:
+        _F5(w, wr0, x, b0, 5, k0, kn, acc, init)
+    elif nb == 4:
+        _F4(w, wr0, x, b0, 4, k0, kn, acc, init)
+    elif nb == 3:
+        _F3(w, wr0, x, b0, 3, k0, kn, acc, init)
+    elif nb == 2:
+        _F2(w, wr0, x, b0, 2, k0, kn, acc, init)
+    else:
+        _F1(w, wr0, x, b0, 1, k0, kn, acc, init)
+
+
+@njit(inline="always")
+def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
+    if nb >= 6:
+        _I6(w, wr0, x, b0, 6, k0, kn, acc, init)
+    elif nb == 5:
+        _I5(w, wr0, x, b0, 5, k0, kn, acc, init)
+    elif nb == 4:
+        _I4(w, wr0, x, b0, 4, k0, kn, acc, init)
+    elif nb == 3:
+        _I3(w, wr0, x, b0, 3, k0, kn, acc, init)
+    elif nb == 2:
+        _I2(w, wr0, x, b0, 2, k0, kn, acc, init)
+    else:
+        _I1(w, wr0, x, b0, 1, k0, kn, acc, init)
+
+
+@njit(inline="always")
+def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
+    if nb >= 6:
+        _V6(w, wr0, x, b0, 6, k0, kn, acc, init)
+    elif nb == 5:
+        _V5(w, wr0, x, b0, 5, k0, kn, acc, init)
+    elif nb == 4:
+        _V4(w, wr0, x, b0, 4, k0, kn, acc, init)
+    elif nb == 3:
+        _V3(w, wr0, x, b0, 3, k0, kn, acc, init)
+    elif nb == 2:
+        _V2(w, wr0, x, b0, 2, k0, kn, acc, init)
+    else:
+        _V1(w, wr0, x, b0, 1, k0, kn, acc, init)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _qmm_int8_panels(panels, sT, zT, gs, x, kc, out):
+    """Weight-only, any scales: ``out = x @ ((q - z) * s).T`` from packed panels, float32 ``x``.
+
+    ``panels`` int8 (P, K, 64): panel ``p`` holds weight rows ``64p .. 64p + 63`` transposed (zero rows past
+    N); ``sT``/``zT`` float32 (G, 64P): scales and zero points per group (transposed); ``gs`` the group
+    length; ``kc`` the reduction block. Each panel block is dequantized once into a float32 buffer, then
+    multiplied by every activation row in register tiles of 6 rows x 64 outputs.
+    """
+    P, K, _ = panels.shape
+    B = x.shape[0]
+    N = out.shape[1]
+    for p in prange(P):
+        n0 = p * PANEL
+        wp = np.empty((kc, PANEL), np.float32)
+        acc = np.empty((B, PANEL), np.float32)
+        for k0 in range(0, K, kc):
+            kn = min(kc, K - k0)
+            for kk in range(kn):
+                g = (k0 + kk) // gs
+                src = panels[p, k0 + kk]
+                s = sT[g, n0:n0 + PANEL]
+                z = zT[g, n0:n0 + PANEL]
+                dst = wp[kk]
+                for j in range(PANEL):
+                    dst[j] = (np.float32(src[j]) - z[j]) * s[j]
+            for b0 in range(0, B, MAX_RB):
+                _tile_f32(wp, 0, x, b0, min(MAX_RB, B - b0), k0, kn, acc, k0 == 0)
+        for b in range(B):
+            o = out[b, n0:min(n0 + PANEL, N)]
+            a = acc[b]
+            for j in range(o.size):
+                o[j] = a[j]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _qmm_int8_panels_pc(panels, s, x, kc, out):
+    """Weight-only, per-channel symmetric scales: ``out = (x @ q.T) * s``, the codes converted to float32
+    inside the register tile. ``panels`` as in ``_qmm_int8_panels``; ``s`` float32 (64P,)."""
+    P, K, _ = panels.shape
+    B = x.shape[0]
+    N = out.shape[1]
+    for p in prange(P):
+        n0 = p * PANEL
+        acc = np.empty((B, PANEL), np.float32)
+        w = panels[p]
+        for k0 in range(0, K, kc):
+            kn = min(kc, K - k0)
+            for b0 in range(0, B, MAX_RB):
+                _tile_i8f32(w, k0, x, b0, min(MAX_RB, B - b0), k0, kn, acc, k0 == 0)
+        sp = s[n0:n0 + PANEL]
+        for b in range(B):
+            o = out[b, n0:min(n0 + PANEL, N)]
+            a = acc[b]
+            for j in range(o.size):
+                o[j] = a[j] * sp[j]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, kc4, out):
+    """W8A8 with ``vpdpbusd``: exact int32 group sums of ``(qx + 128) * q``, corrected and scaled per group.
+
+    ``panels4`` int8 (P, K4, 256): panel ``p``, step ``t`` holds ``q[64p + j, 4t + i]`` at ``4j + i``;
+    ``corrT`` int32 (G, 64P) = ``128 * sum of q over the group``; ``sT`` float32 and ``zT`` int32 (G, 64P);
+    ``gs4`` the group length in steps of 4 features; ``xu`` uint8 (B, 4 K4), ``sx`` (B,), ``qxsum`` int32
+    (B, G) from ``_quantize_rows_u8``. Per group: ``sum_k qx (q - z) = acc - corr - z * qxsum`` (exact, int32
+    wrap-around included), times ``s``, summed in float32, times ``sx`` at the end.
+    """
+    P, K4, _ = panels4.shape
+    B = xu.shape[0]
+    G = sT.shape[0]
+    N = out.shape[1]
+    for p in prange(P):
+        n0 = p * PANEL
+        acc = np.empty((B, PANEL), np.int32)
+        fac = np.zeros((B, PANEL), np.float32)
+        w = panels4[p]
+        for g in range(G):
+            ga = g * gs4
+            gb = min(ga + gs4, K4)
+            for k0 in range(ga, gb, kc4):
+                kn = min(kc4, gb - k0)
+                for b0 in range(0, B, MAX_RB):
+                    _tile_vnni(w, k0, xu, b0, min(MAX_RB, B - b0), k0, kn, acc, k0 == ga)
+            c = corrT[g, n0:n0 + PANEL]
+            s = sT[g, n0:n0 + PANEL]
+            z = zT[g, n0:n0 + PANEL]
+            for b in range(B):
+                t = qxsum[b, g]
+                a = acc[b]
+                f = fac[b]
+                for j in range(PANEL):
+                    f[j] += s[j] * np.float32(np.int32(a[j] - c[j] - z[j] * t))
+        for b in range(B):
+            o = out[b, n0:min(n0 + PANEL, N)]
+            f = fac[b]
+            sb = sx[b]
+            for j in range(o.size):
+                o[j] = f[j] * sb

@@ -1,0 +1,169 @@
+"""LLVM-level micro-kernels for the int8 kernels, written as Numba ``@intrinsic`` functions.
+
+Each micro-kernel computes one register tile of an outer-product GEMM over a range of the reduction axis,
+with its accumulators in LLVM vector registers (allocas that LLVM promotes), which plain Numba code cannot
+express. Two families:
+
+* ``MK_F32[rb]`` / ``MK_I8F32[rb]``: float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb``
+  activation rows, where ``w`` is a float32 panel or an int8 panel converted on the fly (``sext``,
+  ``sitofp``). Generic LLVM vector IR (``llvm.fma.v16f32``): portable to any target LLVM supports.
+* ``MK_VNNI[rb]``: exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and an
+  int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
+  ``llvm.x86.avx512.vpdpbusd.512``. Only for hosts with AVX-512 VNNI (``HAVE_VNNI``); callers must not
+  compile it elsewhere.
+
+Contract of every micro-kernel (inputs validated by the caller, nothing checked here): ``w`` C-contiguous
+2-D with 64 (float, int8) or 256 (VNNI) elements per row, reading rows ``wr0 .. wr0 + kn``; ``x`` 2-D
+C-contiguous (float32 (B, K) or uint8 (B, Kp)), reading rows ``b0 .. b0 + nb`` (``1 <= nb <= rb``; the rows
+past ``nb`` repeat the last one) and columns ``k0 .. k0 + kn`` (VNNI: bytes ``4 * k0 .. 4 * (k0 + kn)``);
+``acc`` C-contiguous (B, 64) float32 or int32, rows ``b0 .. b0 + nb`` overwritten when ``init`` else
+accumulated into.
+"""
+
+from __future__ import annotations
+
+import llvmlite.binding as _llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+_FEATURES = _llvm.get_host_cpu_features()
+HAVE_VNNI = bool(_FEATURES.get("avx512vnni", False) and _FEATURES.get("avx512bw", False))
+
+LANES = 16
+PANEL = 64  # output columns per panel: four 16-lane vectors
+MAX_RB = 6  # activation rows per register tile (6 x 4 accumulators + 4 panel vectors fit 32 registers)
+
+_i1 = ir.IntType(1)
+_i8 = ir.IntType(8)
+_i32 = ir.IntType(32)
+_i64 = ir.IntType(64)
+_f32 = ir.FloatType()
+_v16f = ir.VectorType(_f32, LANES)
+_v16i = ir.VectorType(_i32, LANES)
+_v16b = ir.VectorType(_i8, LANES)
+_v64b = ir.VectorType(_i8, 64)
+
+
+def _splat(builder, value, vecty):
+    v = builder.insert_element(ir.Constant(vecty, ir.Undefined), value, ir.Constant(_i32, 0))
+    mask = ir.Constant(ir.VectorType(_i32, LANES), [0] * LANES)
+    return builder.shuffle_vector(v, ir.Constant(vecty, ir.Undefined), mask)
+
+
+def _row_addr(context, builder, aryty, ary, row):
+    """Integer address of ``ary[row, 0]`` and the row stride in bytes, for a 2-D array."""
+    a = context.make_array(aryty)(context, builder, ary)
+    stride = cgutils.unpack_tuple(builder, a.strides, 2)[0]
+    base = builder.ptrtoint(a.data, _i64)
+    return builder.add(base, builder.mul(row, stride)), stride
+
+
+def _ptr(builder, addr, ty):
+    return builder.inttoptr(addr, ty.as_pointer())
+
+
+def _vload(builder, addr, offset, ty, align):
+    return builder.load(_ptr(builder, builder.add(addr, ir.Constant(_i64, offset)), ty), align=align)
+
+
+def _rows(builder, b0, nb, rb):
+    last = builder.add(b0, builder.sub(nb, ir.Constant(_i64, 1)))
+    out = []
+    for i in range(rb):
+        r = builder.add(b0, ir.Constant(_i64, i))
+        out.append(builder.select(builder.icmp_signed("<", ir.Constant(_i64, i), nb), r, last))
+    return out
+
+
+def _tile_codegen(kind, rb):
+    """Code generator of one micro-kernel; ``kind`` is "f32", "i8f32" or "vnni"."""
+    nv = PANEL // LANES
+    acc_vt = _v16i if kind == "vnni" else _v16f
+    acc_et = _i32 if kind == "vnni" else _f32
+
+    def codegen(context, builder, sig, args):
+        wty, _, xty, _, _, _, _, accty, _ = sig.args
+        w, wr0, x, b0, nb, k0, kn, acc, init = args
+        ints = (wr0, b0, nb, k0, kn)
+        itys = (sig.args[1],) + sig.args[3:7]
+        wr0, b0, nb, k0, kn = (context.cast(builder, v, t, types.int64)
+                               for v, t in zip(ints, itys, strict=True))
+        init = context.cast(builder, init, sig.args[8], types.boolean)
+        rows = _rows(builder, b0, nb, rb)
+        xaddr = []
+        aaddr = []
+        for r in rows:
+            xa, _ = _row_addr(context, builder, xty, x, r)
+            step = 4  # float32 x: 4 bytes per column; VNNI: 4 uint8 per step
+            xaddr.append(builder.add(xa, builder.mul(k0, ir.Constant(_i64, step))))
+            aa, _ = _row_addr(context, builder, accty, acc, r)
+            aaddr.append(aa)
+        waddr, wstride = _row_addr(context, builder, wty, w, wr0)
+
+        accs = [[cgutils.alloca_once(builder, acc_vt) for _ in range(nv)] for _ in range(rb)]
+        with builder.if_else(init) as (then, otherwise):
+            with then:
+                for i in range(rb):
+                    for v in range(nv):
+                        builder.store(ir.Constant(acc_vt, None), accs[i][v])
+            with otherwise:
+                for i in range(rb):
+                    for v in range(nv):
+                        builder.store(_vload(builder, aaddr[i], 64 * v, acc_vt, 4), accs[i][v])
+
+        if kind == "vnni":
+            dp = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_v16i, [_v16i, _v16i, _v16i]), "llvm.x86.avx512.vpdpbusd.512"
+            )
+        else:
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_v16f, [_v16f, _v16f, _v16f]), "llvm.fma.v16f32"
+            )
+        with cgutils.for_range(builder, kn) as loop:
+            k = loop.index
+            wrow = builder.add(waddr, builder.mul(k, wstride))
+            wv = []
+            for v in range(nv):
+                if kind == "f32":
+                    wv.append(_vload(builder, wrow, 64 * v, _v16f, 4))
+                elif kind == "i8f32":
+                    b = _vload(builder, wrow, 16 * v, _v16b, 1)
+                    wv.append(builder.sitofp(builder.sext(b, _v16i), _v16f))
+                else:
+                    wv.append(builder.bitcast(_vload(builder, wrow, 64 * v, _v64b, 1), _v16i))
+            koff = builder.mul(k, ir.Constant(_i64, 4))
+            for i in range(rb):
+                xs = builder.load(_ptr(builder, builder.add(xaddr[i], koff), acc_et), align=4)
+                xv = _splat(builder, xs, acc_vt)
+                for v in range(nv):
+                    a = builder.load(accs[i][v])
+                    if kind == "vnni":
+                        a = builder.call(dp, [a, xv, wv[v]])
+                    else:
+                        a = builder.call(fma, [xv, wv[v], a])
+                    builder.store(a, accs[i][v])
+        for i in range(rb):
+            for v in range(nv):
+                p = _ptr(builder, builder.add(aaddr[i], ir.Constant(_i64, 64 * v)), acc_vt)
+                builder.store(builder.load(accs[i][v]), p, align=4)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _make_tile(kind, rb):
+    codegen = _tile_codegen(kind, rb)
+
+    def typer(typingctx, w, wr0, x, b0, nb, k0, kn, acc, init):
+        return types.void(w, wr0, x, b0, nb, k0, kn, acc, init), codegen
+
+    typer.__name__ = f"_mk_{kind}_{rb}"
+    return intrinsic(typer)
+
+
+# One intrinsic per (kind, tile height), built once at import.
+MK_F32 = tuple(_make_tile("f32", rb) for rb in range(1, MAX_RB + 1))
+MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
+MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))
