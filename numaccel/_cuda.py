@@ -226,7 +226,7 @@ def _check_device_operand(a, name: str, ndims, last: int, what: str):
     if a.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {want}, got {a.ndim}-D with shape {tuple(a.shape)}")
-    if a.shape[0 if what == "rows" else -1] != last:
+    if a.shape[0 if what == "rows" else a.ndim - 1] != last:  # device shapes refuse negative indices
         raise ValueError(f"{name} must have {last} {what}, got shape {tuple(a.shape)}")
 
 
@@ -409,9 +409,9 @@ def linear(x, weight, bias=None, *, out=None, activations=None):
     w = _device_weight(weight, cuda)
     is_csr = isinstance(w, DeviceCSRWeight)
     if activations not in (None, "int8") or (activations is not None and is_csr):
-        fmt = "CSRWeight" if is_csr else "Int8Weight"
+        fmt = "a CSRWeight" if is_csr else "an Int8Weight"
         allowed = "None" if is_csr else "None or 'int8'"
-        raise ValueError(f"activations must be {allowed} for a {fmt}, got {activations!r}")
+        raise ValueError(f"activations must be {allowed} for {fmt}, got {activations!r}")
     n, k = w.shape
     dx, on_device = _operand(x, "x", k, "features", cuda)
     dbias, has_bias = _bias(bias, n, cuda)

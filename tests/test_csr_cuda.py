@@ -1,0 +1,157 @@
+"""CUDA CSR kernels (``linear``/``spmm`` with ``device="cuda"``) against the float64 oracles.
+
+Runs under Numba's CUDA simulator where there is no GPU (tests/conftest.py sets NUMBA_ENABLE_CUDASIM before
+numba is imported), so shapes are tiny and odd: every simulated thread costs about 0.1 ms.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import ref_linear, ref_spmm
+
+import numaccel as na
+
+
+def _cuda_or_none():
+    if importlib.util.find_spec("numba_cuda") is None:
+        return None
+    from numba import cuda
+
+    return cuda if cuda.is_available() else None
+
+
+cuda = _cuda_or_none()
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(cuda is None, reason="numba-cuda is not installed or no CUDA device/simulator is present"),
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fast_simulator():
+    """Shorter thread switches make barrier-heavy kernels several times faster under the simulator."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(2e-4)
+    yield
+    sys.setswitchinterval(old)
+
+
+def _sparse(rng, n, k, density, *, empty_rows=()):
+    W = rng.standard_normal((n, k)).astype(np.float32)
+    W[rng.random((n, k)) >= density] = 0
+    W[list(empty_rows)] = 0
+    return na.CSRWeight.from_dense(W)
+
+
+def _nan(shape):
+    return np.full(shape, np.nan, dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    "n,k,b,density",
+    [(37, 45, 1, 0.3), (9, 300, 1, 0.5), (37, 45, 5, 0.3)],
+    ids=lambda v: str(v),
+)
+def test_linear_csr_parity(rng, parity, n, k, b, density):
+    w = _sparse(rng, n, k, density, empty_rows=(0, 5))
+    x = rng.standard_normal((b, k)).astype(np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    out = _nan((b, n))
+    y = na.linear(x, w, bias, out=out, device="cuda")
+    assert y is out
+    parity(out, ref_linear(x, w, bias))
+
+
+def test_linear_csr_vector_and_noncontiguous(rng, parity):
+    w = _sparse(rng, 21, 33, 0.4)
+    x = rng.standard_normal((3, 66)).astype(np.float32)[1, ::2]  # strided 1-D view
+    parity(na.linear(x, w, device="cuda"), ref_linear(x, w))
+
+
+def test_spmm_csr_parity(rng, parity):
+    A = _sparse(rng, 23, 19, 0.35, empty_rows=(3,))
+    B = np.asfortranarray(rng.standard_normal((19, 7)).astype(np.float32))
+    out = _nan((23, 7))
+    na.spmm(A, B, out=out, device="cuda")
+    parity(out, ref_spmm(A, B))
+    v = rng.standard_normal(19).astype(np.float32)
+    parity(na.spmm(A, v, device="cuda"), ref_spmm(A, v))
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["nnz0-batch3", "1x1", "wide-int32-indices"],
+)
+def test_csr_edge_cases(rng, parity, case):
+    if case == "nnz0-batch3":
+        w = na.CSRWeight(np.zeros(6, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), (5, 4))
+        x = rng.standard_normal((3, 4)).astype(np.float32)
+        bias = np.arange(5, dtype=np.float32)
+    elif case == "1x1":
+        w = na.CSRWeight([0, 1], [0], [2.5], (1, 1))
+        x = np.array([[3.0]], np.float32)
+        bias = None
+    else:  # K above the uint16 range: int32 column ids
+        k = 70_001
+        w = na.CSRWeight([0, 2, 2, 3], [0, k - 1, 40_000], [1.5, -2.0, 0.5], (3, k))
+        assert w._kidx.dtype == np.int32
+        x = rng.standard_normal((1, k)).astype(np.float32)
+        bias = None
+    out = _nan((x.shape[0], w.shape[0]))
+    na.linear(x, w, bias, out=out, device="cuda")
+    parity(out, ref_linear(x, w, bias))
+
+
+def test_device_weight_and_device_activations(rng, parity):
+    w = _sparse(rng, 19, 27, 0.3)
+    dw = w.to_device()
+    assert dw.on_device and dw.shape == w.shape and dw.nnz == w.nnz and dw.to_host() is w
+    assert w.to_device() is dw  # copied once
+    x = rng.standard_normal((4, 27)).astype(np.float32)
+    dx = cuda.to_device(x)
+    dout = cuda.to_device(_nan((4, 19)))
+    res = na.linear(dx, dw, out=dout)  # a device weight selects the GPU without device=
+    assert res is dout
+    parity(dout.copy_to_host(), ref_linear(x, w))
+    # a device result when the activations are on the device and no out is given
+    y = na.linear(dx[1], w, device="cuda")
+    assert getattr(y, "__cuda_ndarray__", False)
+    parity(y.copy_to_host(), ref_linear(x[1], w))
+
+
+def test_cuda_validation_messages(rng):
+    w = _sparse(rng, 5, 4, 0.5)
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(TypeError, match=r"x must be float32 for device='cuda', got float64; use x.astype"):
+        na.linear(x.astype(np.float64), w, device="cuda")
+    with pytest.raises(ValueError, match="x must have 4 features"):
+        na.linear(np.ones((2, 3), np.float32), w, device="cuda")
+    with pytest.raises(ValueError, match="activations must be None for a CSRWeight"):
+        na.linear(x, w, device="cuda", activations="int8")
+    with pytest.raises(TypeError, match="dense numpy.ndarray"):
+        na.linear(x, np.ones((5, 4), np.float32), device="cuda")
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 5\)"):
+        na.linear(x, w, device="cuda", out=np.empty((5, 2), np.float32))
+    with pytest.raises(TypeError, match="out must be a device array"):
+        na.linear(cuda.to_device(x), w, out=np.empty((2, 5), np.float32), device="cuda")
+    with pytest.raises(ValueError, match="bias must have shape"):
+        na.linear(x, w, np.ones(4, np.float32), device="cuda")
+    with pytest.raises(ValueError, match="B must have 4 rows"):
+        na.spmm(w, np.ones((5, 2), np.float32), device="cuda")
+
+
+@given(k=st.integers(0, 9), b=st.integers(1, 3), dtype=st.sampled_from(["float32", "float64", "int32", "float16"]))
+def test_cuda_rejects_bad_activations(k, b, dtype):
+    """Any mismatched K or non-float32 dtype is a ValueError/TypeError before anything is launched."""
+    w = na.CSRWeight(np.zeros(3, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), (2, 5))
+    x = np.ones((b, k), dtype=dtype)
+    if k == 5 and dtype == "float32":
+        return
+    with pytest.raises((TypeError, ValueError)):
+        na.linear(x, w, device="cuda")
