@@ -6,40 +6,16 @@ numba is imported), so shapes are tiny and odd: every simulated thread costs abo
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
+from cuda_support import CUDA_MARKS, cuda, fast_simulator, nan_filled  # noqa: F401
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import ref_linear, ref_spmm
 
 import numaccel as na
 
-
-def _cuda_or_none():
-    if importlib.util.find_spec("numba_cuda") is None:
-        return None
-    from numba import cuda
-
-    return cuda if cuda.is_available() else None
-
-
-cuda = _cuda_or_none()
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(cuda is None, reason="numba-cuda is not installed or no CUDA device/simulator is present"),
-]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_simulator():
-    """Shorter thread switches make barrier-heavy kernels several times faster under the simulator."""
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(2e-4)
-    yield
-    sys.setswitchinterval(old)
+pytestmark = CUDA_MARKS
 
 
 def _sparse(rng, n, k, density, *, empty_rows=()):
@@ -47,10 +23,6 @@ def _sparse(rng, n, k, density, *, empty_rows=()):
     W[rng.random((n, k)) >= density] = 0
     W[list(empty_rows)] = 0
     return na.CSRWeight.from_dense(W)
-
-
-def _nan(shape):
-    return np.full(shape, np.nan, dtype=np.float32)
 
 
 @pytest.mark.parametrize(
@@ -62,7 +34,7 @@ def test_linear_csr_parity(rng, parity, n, k, b, density):
     w = _sparse(rng, n, k, density, empty_rows=(0, 5))
     x = rng.standard_normal((b, k)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    out = _nan((b, n))
+    out = nan_filled((b, n))
     y = na.linear(x, w, bias, out=out, device="cuda")
     assert y is out
     parity(out, ref_linear(x, w, bias))
@@ -77,7 +49,7 @@ def test_linear_csr_vector_and_noncontiguous(rng, parity):
 def test_spmm_csr_parity(rng, parity):
     A = _sparse(rng, 23, 19, 0.35, empty_rows=(3,))
     B = np.asfortranarray(rng.standard_normal((19, 7)).astype(np.float32))
-    out = _nan((23, 7))
+    out = nan_filled((23, 7))
     na.spmm(A, B, out=out, device="cuda")
     parity(out, ref_spmm(A, B))
     v = rng.standard_normal(19).astype(np.float32)
@@ -103,7 +75,7 @@ def test_csr_edge_cases(rng, parity, case):
         assert w._kidx.dtype == np.int32
         x = rng.standard_normal((1, k)).astype(np.float32)
         bias = None
-    out = _nan((x.shape[0], w.shape[0]))
+    out = nan_filled((x.shape[0], w.shape[0]))
     na.linear(x, w, bias, out=out, device="cuda")
     parity(out, ref_linear(x, w, bias))
 
@@ -115,7 +87,7 @@ def test_device_weight_and_device_activations(rng, parity):
     assert w.to_device() is dw  # copied once
     x = rng.standard_normal((4, 27)).astype(np.float32)
     dx = cuda.to_device(x)
-    dout = cuda.to_device(_nan((4, 19)))
+    dout = cuda.to_device(nan_filled((4, 19)))
     res = na.linear(dx, dw, out=dout)  # a device weight selects the GPU without device=
     assert res is dout
     parity(dout.copy_to_host(), ref_linear(x, w))
@@ -146,7 +118,8 @@ def test_cuda_validation_messages(rng):
         na.spmm(w, np.ones((5, 2), np.float32), device="cuda")
 
 
-@given(k=st.integers(0, 9), b=st.integers(1, 3), dtype=st.sampled_from(["float32", "float64", "int32", "float16"]))
+@given(k=st.integers(0, 9), b=st.integers(1, 3),
+       dtype=st.sampled_from(["float32", "float64", "int32", "float16"]))
 def test_cuda_rejects_bad_activations(k, b, dtype):
     """Any mismatched K or non-float32 dtype is a ValueError/TypeError before anything is launched."""
     w = na.CSRWeight(np.zeros(3, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), (2, 5))

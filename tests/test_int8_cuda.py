@@ -6,45 +6,18 @@ the group size, so the group-padded word layout is exercised).
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-
 import numpy as np
 import pytest
+from cuda_support import CUDA_MARKS, cuda, fast_simulator, nan_filled  # noqa: F401
 from reference import ref_int_matmul, ref_linear, ref_linear_w8a8
 
 import numaccel as na
 
-
-def _cuda_or_none():
-    if importlib.util.find_spec("numba_cuda") is None:
-        return None
-    from numba import cuda
-
-    return cuda if cuda.is_available() else None
-
-
-cuda = _cuda_or_none()
-pytestmark = [
-    pytest.mark.cuda,
-    pytest.mark.skipif(cuda is None, reason="numba-cuda is not installed or no CUDA device/simulator is present"),
-]
+pytestmark = CUDA_MARKS
 
 # (group_size, symmetric): per channel; groups of 8 with zero points; groups of 7 (not a multiple of 4)
 FORMATS = [(None, True), (8, False), (7, True)]
 FORMAT_IDS = [f"{gs=}-{'sym' if sym else 'asym'}" for gs, sym in FORMATS]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _fast_simulator():
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(2e-4)
-    yield
-    sys.setswitchinterval(old)
-
-
-def _nan(shape):
-    return np.full(shape, np.nan, dtype=np.float32)
 
 
 @pytest.mark.parametrize("group_size,symmetric", FORMATS, ids=FORMAT_IDS)
@@ -54,7 +27,7 @@ def test_linear_int8_weight_only(rng, parity, group_size, symmetric, b):
     qw = na.quantize(rng.standard_normal((n, k)), group_size=group_size, symmetric=symmetric)
     x = rng.standard_normal((b, k)).astype(np.float32)
     bias = rng.standard_normal(n).astype(np.float32)
-    out = _nan((b, n))
+    out = nan_filled((b, n))
     na.linear(x, qw, bias, out=out, device="cuda")
     parity(out, ref_linear(x, qw, bias))
 
@@ -66,7 +39,7 @@ def test_linear_w8a8(rng, parity, group_size, symmetric):
     x = rng.standard_normal((b, k)).astype(np.float32)
     x[1] = 0  # an all-zero row: scale 0, codes 0
     bias = rng.standard_normal(n).astype(np.float32)
-    out = _nan((b, n))
+    out = nan_filled((b, n))
     na.linear(x, qw, bias, out=out, device="cuda", activations="int8")
     parity(out, ref_linear_w8a8(x, qw, bias), rtol=1e-4)
 
@@ -85,7 +58,7 @@ def test_device_int8_weight(rng, parity):
     assert dw.on_device and dw.shape == (7, 9) and dw.group_size == 4 and dw.to_host() is qw
     assert qw.to_device() is dw
     x = rng.standard_normal(9).astype(np.float32)
-    dout = cuda.to_device(_nan(7))
+    dout = cuda.to_device(nan_filled(7))
     assert na.linear(cuda.to_device(x), dw, out=dout) is dout
     parity(dout.copy_to_host(), ref_linear(x, qw))
 
@@ -99,10 +72,10 @@ def test_int8_edge_cases(rng, parity, case):
     else:
         qw = na.quantize(rng.standard_normal((4, 3)), symmetric=False)
     x = rng.standard_normal((2, qw.shape[1])).astype(np.float32)
-    out = _nan((2, qw.shape[0]))
+    out = nan_filled((2, qw.shape[0]))
     na.linear(x, qw, out=out, device="cuda")
     parity(out, ref_linear(x, qw))
-    out1 = _nan(qw.shape[0])
+    out1 = nan_filled(qw.shape[0])
     na.linear(x[0], qw, out=out1, device="cuda")
     parity(out1, ref_linear(x[0], qw))
 
