@@ -1,0 +1,141 @@
+"""Int8 kernels: weight-only parity, W8A8 parity and exact integer arithmetic (VNNI and portable paths)."""
+
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pytest
+from reference import ref_int_matmul, ref_linear, ref_linear_w8a8
+
+import numaccel as na
+import numaccel.quant as quant
+from numaccel._kernels import vnni_x86
+
+# (N, K, B): N not a multiple of the 64-row panel, odd K, K smaller than a group, B = 1, an empty batch
+SHAPES = [(37, 301, 5), (130, 64, 1), (64, 200, 13), (3, 20, 2), (1, 1, 1), (9, 40, 0)]
+GROUPS = [None, 32, 64, 128, 100]
+NO_VNNI = pytest.mark.skipif(not vnni_x86.HAVE_VNNI, reason="CPU without AVX-512 VNNI")
+PATHS = [
+    pytest.param(True, id="vnni", marks=NO_VNNI),
+    pytest.param(False, id="portable"),
+]
+
+
+@pytest.fixture(params=PATHS)
+def w8a8_path(request, monkeypatch):
+    monkeypatch.setattr(quant, "_USE_VNNI", request.param)
+    return request.param
+
+
+def _case(rng, shape, group_size, symmetric, dtype):
+    n, k, b = shape
+    W = rng.standard_normal((n, k)).astype(np.float32)
+    qw = na.quantize(W, group_size=group_size, symmetric=symmetric)
+    x = rng.standard_normal((b, k)).astype(dtype)
+    return W, qw, x
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("group_size", GROUPS, ids=lambda g: f"group={g}")
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n={}-k={}-b={}".format(*s))
+def test_weight_only_parity(rng, parity, shape, group_size, symmetric, dtype):
+    _, qw, x = _case(rng, shape, group_size, symmetric, dtype)
+    out = np.full((x.shape[0], qw.shape[0]), np.nan, dtype=dtype)
+    y = na.linear(x, qw, out=out)
+    assert y is out and y.dtype == dtype
+    parity(y, ref_linear(x, qw))
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+@pytest.mark.parametrize("group_size", GROUPS, ids=lambda g: f"group={g}")
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "n={}-k={}-b={}".format(*s))
+def test_w8a8_parity(rng, parity, w8a8_path, shape, group_size, symmetric):
+    _, qw, x = _case(rng, shape, group_size, symmetric, np.float32)
+    out = np.full((x.shape[0], qw.shape[0]), np.nan, dtype=np.float32)
+    y = na.linear(x, qw, out=out, activations="int8")
+    parity(y, ref_linear_w8a8(x, qw))
+
+
+@pytest.mark.parametrize("group_size", [None, 32, 100], ids=lambda g: f"group={g}")
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+def test_w8a8_exact_integers(rng, w8a8_path, group_size, symmetric):
+    """Integer-valued activations with max |x| = 127 per row and unit scales: the activation codes are x
+    itself and every output must equal the int64 oracle of the same codes exactly (the kernels' int32
+    group sums, the uint8 offset correction and the zero points all included)."""
+    n, k, b = 70, 400, 7
+    q = rng.integers(-128, 128, size=(n, k)).astype(np.int8)
+    g = 1 if group_size is None else -(-k // group_size)
+    shape = (n,) if group_size is None else (n, g)
+    zps = rng.integers(-128, 128, size=shape).astype(np.int8) if not symmetric else None
+    qw = na.Int8Weight(q, np.ones(shape, np.float32), zps, group_size=group_size)
+    x = rng.integers(-127, 128, size=(b, k)).astype(np.float32)
+    x[:, 0] = 127
+    x[3, 0] = -127
+    y = na.linear(x, qw, activations="int8")
+    ref = ref_int_matmul(x.astype(np.int64), q)
+    if zps is not None:
+        zfull = np.repeat(zps.reshape(n, -1), group_size or k, axis=1)[:, :k]
+        ref = ref - ref_int_matmul(x.astype(np.int64), zfull)
+    np.testing.assert_array_equal(y.astype(np.int64), ref)
+
+
+def test_nonfinite_activations_propagate(rng):
+    qw = na.quantize(rng.standard_normal((10, 16)).astype(np.float32))
+    x = rng.standard_normal((3, 16)).astype(np.float32)
+    x[1, 4] = np.nan
+    x[2, 5] = np.inf
+    for act in (None, "int8"):
+        y = na.linear(x, qw, activations=act)
+        assert np.isfinite(y[0]).all()
+        assert np.isnan(y[1]).all() and not np.isfinite(y[2]).any()
+
+
+def test_layouts_vector_and_bias(rng, parity):
+    qw = na.quantize(rng.standard_normal((70, 90)).astype(np.float32), group_size=32)
+    bias = rng.standard_normal(70).astype(np.float32)
+    xf = np.asfortranarray(rng.standard_normal((6, 90)).astype(np.float32))
+    parity(na.linear(xf, qw, bias), ref_linear(xf, qw, bias))
+    xs = rng.standard_normal((6, 180)).astype(np.float32)[:, ::2]
+    parity(na.linear(xs, qw), ref_linear(xs, qw))
+    v = rng.standard_normal(90).astype(np.float32)
+    y = na.linear(v, qw, bias, activations="int8")
+    assert y.shape == (70,)
+    parity(y, ref_linear_w8a8(v, qw, bias))
+
+
+def test_zero_features_and_bad_activations(rng):
+    qw = na.Int8Weight(np.zeros((4, 0), np.int8), np.ones(4, np.float32))
+    out = np.full((2, 4), np.nan, np.float32)
+    np.testing.assert_array_equal(na.linear(np.zeros((2, 0), np.float32), qw, out=out), 0.0)
+    qw = na.quantize(rng.standard_normal((4, 8)).astype(np.float32))
+    with pytest.raises(ValueError, match="activations"):
+        na.linear(np.ones((2, 8), np.float32), qw, activations="int4")
+
+
+def test_concurrent_calls_from_threads(rng):
+    qw = na.quantize(rng.standard_normal((96, 128)).astype(np.float32))
+    xs = [rng.standard_normal((4, 128)).astype(np.float32) for _ in range(4)]
+    want = [na.linear(x, qw) for x in xs]
+    got = [None] * len(xs)
+
+    def work(i):
+        for _ in range(20):
+            got[i] = na.linear(xs[i], qw)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_env_var_forces_portable_path():
+    code = "import numaccel.quant as q; print(q._USE_VNNI)"
+    env = dict(os.environ, NUMACCEL_NO_VNNI="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
