@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 import uuid
+import warnings
 import weakref
 
 import numpy as np
@@ -195,10 +196,12 @@ def get_client(client=None):
             workers, threads = _embedded_layout(_cores())
             env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                    "MKL_NUM_THREADS": "1"}
-            cluster = distributed.LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                dashboard_address=None, silence_logs=logging.ERROR, env=env,
-            )
+            with warnings.catch_warnings():  # the scheduler's HTTP port moving off a busy 8787
+                warnings.filterwarnings("ignore", message="Port .* is already in use")
+                cluster = distributed.LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=None, silence_logs=logging.ERROR, env=env,
+                )
             cl = distributed.Client(cluster, set_as_default=False)
             limit_threads(cl, threads, 1)
             _embedded = (cluster, cl)
@@ -461,8 +464,9 @@ def _weight_token(weight) -> str:
 
 
 def _probe(weight, bias, k: int, dtype, activations, device) -> None:
-    """Run every check of the ordinary ``linear`` on a zero-row input (no kernel runs)."""
-    linear(np.empty((0, k), dtype=dtype), weight, bias, activations=activations, device=device)
+    """Run every check of the ordinary ``linear`` here, before any task is built or sent, on a one-row
+    input of zeros (one kernel call on one row: some checks, like ``activations``, live in the format)."""
+    linear(np.zeros((1, k), dtype=dtype), weight, bias, activations=activations, device=device)
 
 
 def _data_parallel(x, weight, bias, *, out, device, activations, client):

@@ -1,0 +1,403 @@
+"""Data- and model-parallel ``linear`` on real Dask: the threaded scheduler and a LocalCluster of two
+worker processes on the loopback interface, shared by the whole module, with bounded timeouts."""
+
+from __future__ import annotations
+
+import copy
+import logging
+import os
+import threading
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reference import dense64, ref_linear
+
+import numaccel as na
+from numaccel import parallel
+
+da = pytest.importorskip("dask.array")
+distributed = pytest.importorskip("distributed")
+import dask  # noqa: E402
+
+TIMEOUT = 60  # seconds any single Dask wait may take before the test fails
+
+KINDS = ["dense", "csr", "int8", "int8-g8-asym"]
+DTYPES = [np.float32, np.float64]
+
+
+def make_weight(kind: str, n: int, k: int, rng):
+    W = rng.standard_normal((n, k)).astype(np.float32)
+    if kind == "dense":
+        return W
+    if kind == "csr":
+        W[3 % n] = 0.0  # an empty row
+        return na.prune(W, 0.7)
+    if kind == "int8":
+        return na.quantize(W)
+    if kind == "int8-g8-asym":
+        return na.quantize(W, group_size=8, symmetric=False)
+    raise AssertionError(kind)
+
+
+def weight_for(kind, dtype, n, k, rng):
+    w = make_weight(kind, n, k, rng)
+    return w.astype(dtype) if isinstance(w, np.ndarray) else w
+
+
+@pytest.fixture(scope="module")
+def client():
+    with warnings.catch_warnings():  # the scheduler's HTTP port moving off a busy 8787
+        warnings.filterwarnings("ignore", message="Port .* is already in use")
+        cluster = distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
+            silence_logs=logging.CRITICAL, env={"NUMBA_NUM_THREADS": "1"},
+        )
+    c = distributed.Client(cluster, set_as_default=False, timeout=TIMEOUT)
+    c.wait_for_workers(2, timeout=TIMEOUT)
+    parallel.limit_threads(c, numba_threads=1, blas_threads=1)
+    with dask.config.set({parallel.TIMEOUT_KEY: TIMEOUT}):
+        yield c
+    c.close()
+    cluster.close()
+
+
+def healthy(client):
+    client.wait_for_workers(2, timeout=TIMEOUT)
+    return client
+
+
+# --------------------------------------------------------------------------------------------------
+# shard() and ShardedWeight
+@pytest.mark.parametrize("kind", KINDS)
+def test_shard_rows_in_order(kind, rng):
+    w = make_weight(kind, 7, 19, rng)
+    sw = na.shard(w, 3)
+    assert sw.shape == (7, 19) and len(sw) == 3
+    assert sw.bounds.tolist() == [0, 3, 5, 7]
+    full = dense64(w)
+    for j, s in enumerate(sw.shards):
+        assert type(s) is type(w)
+        np.testing.assert_array_equal(dense64(s), full[sw.bounds[j]:sw.bounds[j + 1]])
+    if kind.startswith("int8"):
+        np.testing.assert_array_equal(np.concatenate([s.scales for s in sw.shards]), w.scales)
+        assert all(s.group_size == w.group_size for s in sw.shards)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shard_one_output_row_per_shard(kind, rng):
+    w = make_weight(kind, 5, 11, rng)
+    sw = na.shard(w, 5)
+    assert [s.shape for s in sw.shards] == [(1, 11)] * 5
+    np.testing.assert_array_equal(np.vstack([dense64(s) for s in sw.shards]), dense64(w))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shard_more_shards_than_rows_is_a_clear_error(kind, rng):
+    w = make_weight(kind, 4, 9, rng)
+    with pytest.raises(ValueError, match=r"n must be at most weight.shape\[0\] = 4 .*got n = 5"):
+        na.shard(w, 5)
+
+
+def test_shard_does_not_share_memory_with_the_caller(rng):
+    W = rng.standard_normal((6, 4)).astype(np.float32)
+    before = W.copy()
+    sw = na.shard(W, 2)
+    sw.shards[0][0, 0] = 99.0
+    np.testing.assert_array_equal(W, before)
+
+
+@given(n=st.one_of(st.integers(-3, 12), st.floats(), st.booleans(), st.none(), st.text(max_size=2)))
+def test_shard_n_is_validated(n):
+    w = np.ones((7, 3), np.float32)
+    if isinstance(n, bool) or not isinstance(n, int):
+        with pytest.raises(TypeError, match="n must be an integer"):
+            na.shard(w, n)
+    elif not 1 <= n <= 7:
+        with pytest.raises(ValueError, match="n must be"):
+            na.shard(w, n)
+    else:
+        sw = na.shard(w, n)
+        sizes = np.diff(sw.bounds)
+        assert len(sw) == n and sizes.sum() == 7 and sizes.max() - sizes.min() <= 1
+
+
+@pytest.mark.parametrize(
+    "weight, err, match",
+    [
+        (np.ones((3, 2), np.int64), TypeError, "float32 or float64"),
+        (np.ones(3, np.float32), ValueError, "2-D"),
+        ([[1.0, 2.0]], TypeError, "numpy.ndarray, CSRWeight or Int8Weight, got list"),
+        (na.shard(np.ones((2, 2), np.float32), 2), TypeError, "already a ShardedWeight"),
+    ],
+    ids=["int-dense", "1-D", "list", "sharded"],
+)
+def test_shard_bad_weights(weight, err, match):
+    with pytest.raises(err, match=match):
+        na.shard(weight, 1)
+
+
+def test_sharded_weight_constructor_checks():
+    with pytest.raises(ValueError, match="at least one"):
+        na.ShardedWeight([])
+    with pytest.raises(ValueError, match=r"shards\[1\] has shape \(2, 4\)"):
+        na.ShardedWeight([np.ones((2, 3), np.float32), np.ones((2, 4), np.float32)])
+    with pytest.raises(TypeError, match="one format"):
+        na.ShardedWeight([np.ones((2, 3), np.float32), na.prune(np.ones((2, 3), np.float32), 0.5)])
+
+
+def test_sharded_weight_copies_without_placements(rng):
+    sw = na.shard(make_weight("csr", 6, 5, rng), 2)
+    sw2 = copy.deepcopy(sw)
+    assert sw2.shape == sw.shape and sw2.bounds.tolist() == sw.bounds.tolist()
+    assert "ShardedWeight(shape=(6, 5), shards=2, format=CSRWeight)" == repr(sw2)
+
+
+# --------------------------------------------------------------------------------------------------
+# data parallel on the threaded scheduler
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_data_parallel_threaded(kind, dtype, rng, parity):
+    w = weight_for(kind, dtype, 13, 21, rng)
+    b = rng.standard_normal(13).astype(np.float32)
+    x = rng.standard_normal((37, 21)).astype(dtype)
+    xd = da.from_array(x, chunks=(10, 21))  # 10 does not divide 37
+    y = na.linear(xd, w, b)
+    assert isinstance(y, da.Array) and y.chunks == ((10, 10, 10, 7), (13,)) and y.dtype == dtype
+    graph = dict(y.__dask_graph__())
+    weight_keys = [key for key in graph if str(key).startswith("numaccel-weight-")]
+    assert len(weight_keys) == 1, "the weight must be one key of the graph, not embedded in each chunk"
+    out = y.compute(scheduler="threads", num_workers=2)
+    assert out.dtype == dtype
+    parity(out, ref_linear(x, w, b))
+
+
+def test_data_parallel_vector_and_chunked_features(rng, parity):
+    w = make_weight("csr", 9, 16, rng)
+    x = rng.standard_normal((11, 16)).astype(np.float32)
+    y = na.linear(da.from_array(x, chunks=(4, 5)), w)  # chunks along K are joined
+    parity(y.compute(scheduler="threads"), ref_linear(x, w))
+    v = na.linear(da.from_array(x[0], chunks=5), w)
+    assert v.shape == (9,)
+    parity(v.compute(scheduler="threads"), ref_linear(x[0], w))
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr", "int8"])
+def test_data_parallel_with_sharded_weight(kind, rng, parity):
+    w = make_weight(kind, 10, 12, rng)
+    b = rng.standard_normal(10).astype(np.float32)
+    x = rng.standard_normal((9, 12)).astype(np.float32)
+    y = na.linear(da.from_array(x, chunks=(4, 12)), na.shard(w, 3), b)
+    assert y.chunks == ((4, 4, 1), (4, 3, 3))
+    parity(y.compute(scheduler="threads"), ref_linear(x, w, b))
+
+
+def test_data_parallel_errors(rng):
+    w = make_weight("csr", 4, 6, rng)
+    x = da.zeros((5, 6), chunks=2, dtype=np.float32)
+    with pytest.raises(TypeError, match="out= is not supported when x is a dask array"):
+        na.linear(x, w, out=np.empty((5, 4), np.float32))
+    with pytest.raises(ValueError, match="client= is not used when x is a dask array"):
+        na.linear(x, w, client=object())
+    with pytest.raises(TypeError, match="x must be float32 or float64, got int64"):
+        na.linear(da.zeros((5, 6), dtype=np.int64), w)
+    with pytest.raises(ValueError, match=r"x must have 6 features .* got shape \(5, 7\)"):
+        na.linear(da.zeros((5, 7), dtype=np.float32), w)
+    with pytest.raises(ValueError, match="1-D or 2-D"):
+        na.linear(da.zeros((2, 5, 6), dtype=np.float32), w)
+    with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
+        na.linear(x, w, np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="activations"):
+        na.linear(x, w, activations="int8")
+    with pytest.raises(TypeError, match="weight must be"):
+        na.linear(x, "W")
+
+
+# --------------------------------------------------------------------------------------------------
+# on a LocalCluster with two worker processes
+@pytest.mark.parametrize("kind", ["dense", "csr", "int8"])
+def test_data_parallel_on_cluster(client, kind, rng, parity):
+    w = make_weight(kind, 24, 40, rng)
+    b = rng.standard_normal(24).astype(np.float32)
+    x = rng.standard_normal((50, 40)).astype(np.float32)
+    y = na.linear(da.from_array(x, chunks=(16, 40)), w, b)
+    out = client.compute(y).result(timeout=TIMEOUT)
+    parity(out, ref_linear(x, w, b))
+    if kind == "csr":  # each output element is the same sum in the same order as the local kernel's
+        np.testing.assert_array_equal(out, na.linear(x, w, b))
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_model_parallel(client, kind, dtype, rng, parity):
+    w = weight_for(kind, dtype, 17, 30, rng)
+    b = rng.standard_normal(17).astype(np.float32)
+    x = rng.standard_normal((13, 30)).astype(dtype)
+    sw = na.shard(w, 3)
+    out = np.full((13, 17), np.nan, dtype=dtype)
+    y = na.linear(x, sw, b, out=out, client=client)
+    assert y is out
+    parity(out, ref_linear(x, w, b))
+    parity(na.linear(x[4], sw, b, client=client), ref_linear(x[4], w, b))
+    if kind == "csr":
+        np.testing.assert_array_equal(out, na.linear(x, w, b))
+
+
+def test_model_parallel_one_row_per_shard_on_both_workers(client, rng, parity):
+    w = make_weight("csr", 5, 12, rng)
+    x = rng.standard_normal((6, 12)).astype(np.float32)
+    sw = na.shard(w, 5)
+    parity(na.linear(x, sw, client=client), ref_linear(x, w))
+    assert len({addr for addr, _ in sw._placed(client)}) == 2
+
+
+def test_model_parallel_w8a8_matches_local(client, rng):
+    w = make_weight("int8", 16, 32, rng)
+    x = rng.standard_normal((5, 32)).astype(np.float32)
+    y = na.linear(x, na.shard(w, 2), activations="int8", client=client)
+    np.testing.assert_allclose(y, na.linear(x, w, activations="int8"), rtol=1e-6, atol=1e-6)
+
+
+def test_model_parallel_errors(client, rng):
+    sw = na.shard(make_weight("dense", 6, 4, rng), 2)
+    with pytest.raises(ValueError, match=r"x must have 4 features"):
+        na.linear(np.ones((2, 5), np.float32), sw, client=client)
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 6\)"):
+        na.linear(np.ones((2, 4), np.float32), sw, out=np.empty((2, 5), np.float32), client=client)
+    with pytest.raises(TypeError, match="weight is float64 but x is float32"):
+        na.linear(np.ones((2, 4), np.float32), na.shard(np.ones((6, 4)), 2), client=client)
+    with pytest.raises(TypeError, match="client= needs a sharded weight"):
+        na.linear(np.ones((2, 4), np.float32), np.ones((6, 4), np.float32), client=client)
+
+
+def test_mlp_with_sharded_layers(client, rng, parity):
+    W1 = rng.standard_normal((32, 20)).astype(np.float32)
+    W2 = na.prune(rng.standard_normal((7, 32)).astype(np.float32), 0.5)
+    b1 = rng.standard_normal(32).astype(np.float32)
+    local = na.nn.MLP.from_arrays([W1, W2], biases=[b1, None])
+    sharded = na.nn.MLP.from_arrays([na.shard(W1, 2), na.shard(W2, 2)], biases=[b1, None])
+    x = rng.standard_normal((8, 20)).astype(np.float32)
+    parity(sharded(x, client=client), local(x).astype(np.float64))
+
+
+def test_limit_threads_reaches_every_worker(client):
+    caps = client.run(lambda: __import__("numaccel.parallel", fromlist=["x"])._process_threads)
+    assert sorted(caps.values()) == [1, 1]
+
+
+# --------------------------------------------------------------------------------------------------
+# a worker dies in the middle of a computation
+def kill_first_worker_to_run(client, flag_path, name):
+    """Register a worker plugin that ends (os._exit) the first worker whose task on ``linear`` starts
+    executing: exactly once over the whole cluster (an O_EXCL flag file), so the task is cut short."""
+    from distributed.diagnostics.plugin import WorkerPlugin
+
+    class KillOnce(WorkerPlugin):
+        def __init__(self, path):
+            self.path = path
+
+        def transition(self, key, start, finish, **kwargs):
+            if finish == "executing" and "linear" in str(key):
+                try:
+                    fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+                except FileExistsError:
+                    return
+                os.close(fd)
+                os._exit(1)
+
+    client.register_plugin(KillOnce(str(flag_path)), name=name)
+
+
+def test_worker_killed_during_model_parallel_call(client, tmp_path, rng, parity):
+    healthy(client)
+    w = make_weight("csr", 40, 64, rng)
+    x = rng.standard_normal((30, 64)).astype(np.float32)
+    sw = na.shard(w, 4)
+    parity(na.linear(x, sw, client=client), ref_linear(x, w))  # shards placed on both workers
+    before = set(client.nthreads())
+    flag = tmp_path / "killed"
+    kill_first_worker_to_run(client, flag, "kill-once-mp")
+    try:
+        y = na.linear(x, sw, client=client)
+    finally:
+        client.unregister_worker_plugin("kill-once-mp")
+    assert flag.exists(), "no worker was killed"
+    parity(y, ref_linear(x, w))
+    healthy(client)
+    assert set(client.nthreads()) != before
+
+
+def test_worker_killed_during_data_parallel_compute(client, tmp_path, rng, parity):
+    healthy(client)
+    w = make_weight("int8", 32, 48, rng)
+    x = rng.standard_normal((60, 48)).astype(np.float32)
+    flag = tmp_path / "killed"
+    kill_first_worker_to_run(client, flag, "kill-once-dp")
+    try:
+        out = client.compute(na.linear(da.from_array(x, chunks=(8, 48)), w)).result(timeout=TIMEOUT)
+    finally:
+        client.unregister_worker_plugin("kill-once-dp")
+    assert flag.exists(), "no worker was killed"
+    parity(out, ref_linear(x, w))
+    healthy(client)
+
+
+# --------------------------------------------------------------------------------------------------
+# concurrency: Python threads calling linear while Dask computes
+def test_eight_threads_while_dask_computes(client, rng, parity):
+    weights = [make_weight(kind, 48, 64, rng) for kind in ("csr", "int8", "dense", "int8-g8-asym")]
+    xs = [rng.standard_normal((b, 64)).astype(np.float32) for b in (1, 3, 16, 33)]
+    refs = {(i, j): ref_linear(x, w) for i, w in enumerate(weights) for j, x in enumerate(xs)}
+    errors = []
+    start = threading.Barrier(9)
+
+    def worker(t):
+        try:
+            start.wait(timeout=TIMEOUT)
+            for r in range(12):
+                i, j = (t + r) % len(weights), (t * 3 + r) % len(xs)
+                parity(na.linear(xs[j], weights[i]), refs[i, j])
+        except Exception as exc:  # noqa: BLE001 - reported below with the thread's number
+            errors.append((t, exc))
+
+    threads = [threading.Thread(target=worker, args=(t,)) for t in range(8)]
+    for t in threads:
+        t.start()
+    xbig = rng.standard_normal((256, 64)).astype(np.float32)
+    start.wait(timeout=TIMEOUT)
+    local = na.linear(da.from_array(xbig, chunks=(16, 64)), weights[0]).compute(scheduler="threads")
+    remote = client.compute(na.linear(da.from_array(xbig, chunks=(32, 64)), weights[1]))
+    sharded = na.linear(xbig, na.shard(weights[2], 2), client=client)
+    remote = remote.result(timeout=TIMEOUT)
+    for t in threads:
+        t.join(timeout=TIMEOUT)
+    assert not any(t.is_alive() for t in threads), "a thread did not finish"
+    assert not errors, errors
+    parity(local, ref_linear(xbig, weights[0]))
+    parity(remote, ref_linear(xbig, weights[1]))
+    parity(sharded, ref_linear(xbig, weights[2]))
+
+
+# --------------------------------------------------------------------------------------------------
+# the embedded default cluster
+def test_embedded_cluster_is_sized_to_the_machine_and_reused(rng, parity):
+    try:
+        distributed.default_client()
+        pytest.skip("a default Dask client exists in this process; the embedded cluster is not used")
+    except ValueError:
+        pass
+    w = make_weight("csr", 8, 10, rng)
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    try:
+        parity(na.linear(x, na.shard(w, 2)), ref_linear(x, w))
+        c = parallel.get_client()
+        assert parallel.get_client() is c
+        threads = c.run(lambda: __import__("numba").config.NUMBA_NUM_THREADS)
+        cores = len(os.sched_getaffinity(0))
+        assert sum(threads.values()) <= max(cores, len(threads))
+        assert all(n == 1 for n in c.nthreads().values())
+        assert all(a.startswith("tcp://127.0.0.1:") for a in c.nthreads())
+    finally:
+        parallel.shutdown()
