@@ -38,9 +38,11 @@ def _qmm_int8_simple(q, scales, zps, gs, x, xsum, out):
             for g in range(G):
                 k0 = g * gs
                 k1 = min(k0 + gs, K)
+                xs = xb[k0:k1]
+                qs = qn[k0:k1]
                 d = zero
-                for k in range(k0, k1):
-                    d += xb[k] * qn[k]
+                for k in range(xs.size):
+                    d += xs[k] * qs[k]
                 acc += scales[n, g] * (d - zps[n, g] * xsum[b, g])
             out[b, n] = acc
 
@@ -60,52 +62,70 @@ def _w8a8_simple(q, scales, zps, gs, xu, sx, qxsum, out):
             for g in range(G):
                 k0 = g * gs
                 k1 = min(k0 + gs, K)
+                xs = xb[k0:k1]
+                qs = qn[k0:k1]
                 d = np.int32(0)
-                for k in range(k0, k1):
-                    d = np.int32(d + (np.int32(xb[k]) - np.int32(128)) * np.int32(qn[k]))
+                for k in range(xs.size):
+                    d = np.int32(d + (np.int32(xs[k]) - np.int32(128)) * np.int32(qs[k]))
                 acc += scales[n, g] * np.float32(np.int32(d - zps[n, g] * qxsum[b, g]))
             out[b, n] = acc * sx[b]
+
+
+@njit(inline="always")
+def _abs_max(xb):
+    """``max|xb|`` as float64 (inf when ``xb`` holds inf or NaN), from the bit patterns with the sign bit
+    cleared: an integer max reduction vectorises without fast-math, and NaN sorts above inf."""
+    if xb.itemsize == 4:
+        b32 = xb.view(np.uint32)
+        m32 = np.uint32(0)
+        for k in range(b32.size):
+            m32 = max(m32, b32[k] & np.uint32(0x7FFFFFFF))
+        t32 = np.empty(1, np.uint32)
+        t32[0] = min(m32, np.uint32(0x7F800000))
+        return np.float64(t32.view(np.float32)[0])
+    b64 = xb.view(np.uint64)
+    m64 = np.uint64(0)
+    for k in range(b64.size):
+        m64 = max(m64, b64[k] & np.uint64(0x7FFFFFFFFFFFFFFF))
+    t64 = np.empty(1, np.uint64)
+    t64[0] = min(m64, np.uint64(0x7FF0000000000000))
+    return t64.view(np.float64)[0]
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _quantize_rows_u8(x, gs, xu, sx, qxsum):
     """Symmetric per-row activation quantization for W8A8.
 
-    ``sx[b] = max|x[b]| / 127`` and codes ``qx = clip(rint(x[b] / sx[b]), -127, 127)`` (zeros for an all-zero
-    row), stored offset as ``xu = qx + 128`` (uint8, for ``vpdpbusd``); columns ``K .. Kp`` of ``xu`` are
-    filled with 128 (code 0). ``qxsum[b, g]`` is the sum of the codes of group ``g`` (``gs`` features). A row
-    holding NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN.
+    ``sx[b] = max|x[b]| / 127`` and codes ``qx = clip(rint(x[b] * (1 / sx[b])), -127, 127)`` in float64
+    (zeros for an all-zero row), stored offset as ``xu = qx + 128`` (uint8, for ``vpdpbusd``); columns
+    ``K .. Kp`` of ``xu`` are filled with 128 (code 0). ``qxsum[b, g]`` is the sum of the codes of group ``g``
+    (``gs`` features). A row holding NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN.
     """
     B, K = x.shape
-    Kp = xu.shape[1]
     G = qxsum.shape[1]
     for b in prange(B):
         xb = x[b]
         ub = xu[b]
-        amax = 0.0
-        finite = True
-        for k in range(K):
-            v = abs(np.float64(xb[k]))
-            if v > amax:
-                amax = v
-            if not v < np.inf:
-                finite = False
+        amax = _abs_max(xb)
+        finite = amax < np.inf
         s = amax / 127.0
         if finite and s > 0:
+            inv = 1.0 / s
             for k in range(K):
-                c = min(max(np.rint(np.float64(xb[k]) / s), -127.0), 127.0)
+                c = min(max(np.rint(np.float64(xb[k]) * inv), -127.0), 127.0)
                 ub[k] = np.uint8(np.int32(c) + 128)
         else:
-            for k in range(K):
-                ub[k] = 128
-        for k in range(K, Kp):
-            ub[k] = 128
+            ub[:K] = 128
+        ub[K:] = 128
         sx[b] = s if finite else np.nan
         for g in range(G):
+            k0 = g * gs
+            k1 = min(k0 + gs, K)
+            seg = ub[k0:k1]
             t = np.int32(0)
-            for k in range(g * gs, min(g * gs + gs, K)):
-                t = np.int32(t + np.int32(ub[k]) - np.int32(128))
-            qxsum[b, g] = t
+            for k in range(seg.size):
+                t += np.int32(seg[k])
+            qxsum[b, g] = np.int32(t - 128 * seg.size)
 
 
 @njit(inline="always")
