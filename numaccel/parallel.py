@@ -464,9 +464,15 @@ def _weight_token(weight) -> str:
 
 
 def _probe(weight, bias, k: int, dtype, activations, device) -> None:
-    """Run every check of the ordinary ``linear`` here, before any task is built or sent, on a one-row
-    input of zeros (one kernel call on one row: some checks, like ``activations``, live in the format)."""
-    linear(np.zeros((1, k), dtype=dtype), weight, bias, activations=activations, device=device)
+    """Run the ordinary ``linear``'s checks here, before any task is built or sent: on a zero-row input
+    (no kernel runs, so no per-format cache is built on this side), plus the ``activations`` rule."""
+    if activations is not None:
+        if activations != "int8":
+            raise ValueError(f"activations must be None or 'int8', got {activations!r}")
+        if not hasattr(weight, "qweight"):
+            raise ValueError(f"activations='int8' needs an Int8Weight (or int8 shards), got "
+                             f"{type(weight).__name__}; use activations=None")
+    linear(np.empty((0, k), dtype=dtype), weight, bias, activations=activations, device=device)
 
 
 def _data_parallel(x, weight, bias, *, out, device, activations, client):
