@@ -8,6 +8,7 @@ the same weights.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 
 import numpy as np
@@ -178,6 +179,23 @@ def _non_negative_float(value, name, *, positive=False):
     return float(value)
 
 
+# Below this many multiply-adds per matrix product, BLAS threads cost more (start-up, spinning, and
+# contention on a shared machine) than they save: the trainer then runs BLAS on one thread.
+SMALL_MATMUL = 1 << 24
+
+
+def blas_single_thread(enabled: bool):
+    """Limit BLAS to one thread inside the block (through threadpoolctl, when installed)."""
+    if enabled:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:  # pragma: no cover - threadpoolctl is optional (numaccel[examples])
+            pass
+        else:
+            return threadpool_limits(limits=1, user_api="blas")
+    return contextlib.nullcontext()
+
+
 def progress_bar(total: int, desc: str, enabled: bool):
     """A tqdm bar when tqdm is installed and ``enabled``; otherwise an object with the same few methods."""
     if enabled:
@@ -204,6 +222,22 @@ class _PlainProgress:
 
     def close(self):
         pass
+
+
+def _epochs(layers, weights, biases, X, loss_fn, opt, rng, epochs, batch_size, bar):
+    n = X.shape[0]
+    steps = -(-n // batch_size)
+    for _ in range(epochs):
+        order = rng.permutation(n)
+        total = 0.0
+        for s in range(steps):
+            rows = order[s * batch_size:(s + 1) * batch_size]
+            loss, gw, gb = forward_backward(layers, weights, biases, X[rows],
+                                            lambda z, rows=rows: loss_fn(rows, z))
+            opt.step(gw + [g for g, b in zip(gb, biases, strict=True) if b is not None])
+            total += loss * rows.size
+        bar.set_postfix_str(f"loss={total / max(n, 1):.4f}")
+        bar.update(1)
 
 
 def fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.0, seed=0, masks=None,
@@ -251,25 +285,16 @@ def fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.
         weights.append(w)
         biases.append(None if layer.bias is None else layer.bias.astype(dtype))
         all_masks.append(mask)
-    n = X.shape[0]
     Xc = X.astype(dtype, copy=False)
     params = weights + [b for b in biases if b is not None]
     pmasks = all_masks + [None] * (len(params) - len(weights))
     opt = Adam(params, lr=lr, weight_decay=weight_decay, masks=pmasks)
     rng = np.random.default_rng(seed)
-    steps = -(-n // batch_size)
+    widths = model.sizes
+    small = batch_size * max(a * b for a, b in zip(widths[:-1], widths[1:], strict=True)) < SMALL_MATMUL
     bar = progress_bar(epochs, desc, progress)
-    for _ in range(epochs):
-        order = rng.permutation(n)
-        total = 0.0
-        for s in range(steps):
-            rows = order[s * batch_size:(s + 1) * batch_size]
-            loss, gw, gb = forward_backward(model.layers, weights, biases, Xc[rows],
-                                            lambda z, rows=rows: loss_fn(rows, z))
-            opt.step(gw + [g for g, b in zip(gb, biases, strict=True) if b is not None])
-            total += loss * rows.size
-        bar.set_postfix_str(f"loss={total / max(n, 1):.4f}")
-        bar.update(1)
+    with blas_single_thread(small):
+        _epochs(model.layers, weights, biases, Xc, loss_fn, opt, rng, epochs, batch_size, bar)
     bar.close()
     new = [CSRWeight.from_dense(w) if layer.format == "csr" else w.astype(np.float32, copy=False)
            for layer, w in zip(linears, weights, strict=True)]

@@ -113,3 +113,50 @@ def ref_linear_w8a8(x, weight, bias=None) -> np.ndarray:
     qx, sx = ref_quantize_rows_uint8(x.reshape(-1, x.shape[-1]))
     y = ref_linear(qx * sx[:, None], weight, bias)
     return y.reshape(x.shape[:-1] + y.shape[-1:])
+
+
+def ref_log_softmax(z) -> np.ndarray:
+    """``log(softmax(z))`` over the last axis, in float64 (row maximum subtracted)."""
+    z = np.asarray(z, dtype=np.float64)
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def ref_cross_entropy(logits, labels) -> float:
+    """Mean softmax cross-entropy against class ids, in float64."""
+    logp = ref_log_softmax(logits)
+    return float(-np.mean([logp[i, c] for i, c in enumerate(labels)]))
+
+
+def ref_kd_loss(student_logits, teacher_logits, labels, temperature, alpha) -> float:
+    """Hinton et al. (2015): ``alpha T^2 KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) CE``, batch mean."""
+    T = float(temperature)
+    log_qs = ref_log_softmax(np.asarray(student_logits, dtype=np.float64) / T)
+    log_qt = ref_log_softmax(np.asarray(teacher_logits, dtype=np.float64) / T)
+    kl = np.mean(np.sum(np.exp(log_qt) * (log_qt - log_qs), axis=-1))
+    return float(alpha * T * T * kl + (1.0 - alpha) * ref_cross_entropy(student_logits, labels))
+
+
+def ref_activation(name: str, x) -> np.ndarray:
+    """ReLU, exact GELU (``x * Phi(x)`` through ``math.erf``) or tanh GELU, in float64."""
+    import math
+
+    x = np.asarray(x, dtype=np.float64)
+    if name == "relu":
+        return np.maximum(x, 0.0)
+    if name == "gelu":
+        return x * 0.5 * (1.0 + np.vectorize(math.erf)(x / math.sqrt(2.0)))
+    if name == "gelu_tanh":
+        return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    raise ValueError(name)
+
+
+def ref_mlp(x, weights, biases, activation: str) -> np.ndarray:
+    """An MLP's forward pass in float64: ``linear`` layers (any weight format, densified) with the activation
+    between consecutive ones."""
+    h = np.asarray(x, dtype=np.float64)
+    for i, (w, b) in enumerate(zip(weights, biases, strict=True)):
+        if i:
+            h = ref_activation(activation, h)
+        h = ref_linear(h, w, b)
+    return h
