@@ -26,6 +26,11 @@ _USE_VNNI = vnni_x86.HAVE_VNNI and os.environ.get("NUMACCEL_NO_VNNI", "0") in ("
 _KC_DEQUANT = 128
 _KC_FUSED = 256
 _KC_VNNI = 512
+# Above this batch the activations are copied into blocks of _KX features (rows _KX apart rather than K):
+# with many rows K apart, a register tile's rows fall into the same cache sets and evict each other.
+_PACK_MIN_B = 16
+_KX_F32 = 256
+_KX_U8 = 1024
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -265,10 +270,15 @@ class Int8Weight:
         with _config.kernel_guard():
             if activations is None and x.dtype == np.float32:
                 panels, sT, zT = self._panels()
-                if self._group_size is None and not self._has_zp:
-                    int8_cpu._qmm_int8_panels_pc(panels, sT[0], x, _KC_FUSED, out)
+                if B > _PACK_MIN_B:
+                    xp = np.empty((-(-k // _KX_F32), B, _KX_F32), dtype=np.float32)
+                    int8_cpu._pack_blocks(x, xp)
                 else:
-                    int8_cpu._qmm_int8_panels(panels, sT, zT, self._gs, x, _KC_DEQUANT, out)
+                    xp = x.reshape(1, B, k)
+                if self._group_size is None and not self._has_zp:
+                    int8_cpu._qmm_int8_panels_pc(panels, sT[0], xp, _KC_FUSED, out)
+                else:
+                    int8_cpu._qmm_int8_panels(panels, sT, zT, self._gs, xp, _KC_DEQUANT, out)
             elif activations is None:
                 if self._has_zp:
                     xsum = _group_sums(x, self._gs, g)
@@ -277,7 +287,10 @@ class Int8Weight:
                 int8_cpu._qmm_int8_simple(self._q, self._s2, self._z2, self._gs, x, xsum, out)
             else:
                 vnni = _USE_VNNI and (self._group_size is None or self._gs % 4 == 0)
-                xu = np.empty((B, -(-k // 4) * 4 if vnni else k), dtype=np.uint8)
+                kx = -(-k // 4) * 4 if vnni else k
+                if vnni and B > _PACK_MIN_B:
+                    kx = min(kx, _KX_U8 if g == 1 else self._gs * max(1, _KX_U8 // self._gs))
+                xu = np.empty((-(-k // kx), B, kx), dtype=np.uint8)
                 sx = np.empty(B, dtype=np.float64)
                 qxsum = np.empty((B, g), dtype=np.int32)
                 int8_cpu._quantize_rows_u8(x, self._gs, xu, sx, qxsum)

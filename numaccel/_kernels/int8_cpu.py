@@ -49,15 +49,16 @@ def _qmm_int8_simple(q, scales, zps, gs, x, xsum, out):
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _w8a8_simple(q, scales, zps, gs, xu, sx, qxsum, out):
-    """Portable W8A8 with ``qx = xu - 128`` (see ``_quantize_rows_u8``), dot products exact in int32:
+    """Portable W8A8 with ``qx = xu[0] - 128`` (``xu`` (1, B, K) from ``_quantize_rows_u8``), dot products
+    exact in int32:
     ``out[b, n] = sx[b] * sum_g scales[n, g] * (qx[b, g] . q[n, g] - zps[n, g] * qxsum[b, g])``."""
     N, K = q.shape
-    B = xu.shape[0]
+    B = xu.shape[1]
     G = scales.shape[1]
     for n in prange(N):
         qn = q[n]
         for b in range(B):
-            xb = xu[b]
+            xb = xu[0, b]
             acc = np.float32(0)
             for g in range(G):
                 k0 = g * gs
@@ -94,38 +95,64 @@ def _abs_max(xb):
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _quantize_rows_u8(x, gs, xu, sx, qxsum):
-    """Symmetric per-row activation quantization for W8A8.
+    """Symmetric per-row activation quantization for W8A8, written in blocks of the reduction axis.
 
     ``sx[b] = max|x[b]| / 127`` and codes ``qx = clip(rint(x[b] * (1 / sx[b])), -127, 127)`` in float64
-    (zeros for an all-zero row), stored offset as ``xu = qx + 128`` (uint8, for ``vpdpbusd``); columns
-    ``K .. Kp`` of ``xu`` are filled with 128 (code 0). ``qxsum[b, g]`` is the sum of the codes of group ``g``
-    (``gs`` features). A row holding NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN.
+    (zeros for an all-zero row), stored offset as ``xu[kb, b, :] = qx[kb * KX:(kb + 1) * KX] + 128`` (uint8,
+    for ``vpdpbusd``; ``xu`` (NKB, B, KX), the tail past K filled with 128, i.e. code 0). ``qxsum[b, g]`` is
+    the sum of the codes of group ``g`` (``gs`` features; a group never straddles two blocks unless G = 1).
+    A row holding NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN.
     """
     B, K = x.shape
+    NKB, _, KX = xu.shape
     G = qxsum.shape[1]
     for b in prange(B):
         xb = x[b]
-        ub = xu[b]
         amax = _abs_max(xb)
         finite = amax < np.inf
         s = amax / 127.0
-        if finite and s > 0:
-            inv = 1.0 / s
-            for k in range(K):
-                c = min(max(np.rint(np.float64(xb[k]) * inv), -127.0), 127.0)
-                ub[k] = np.uint8(np.int32(c) + 128)
-        else:
-            ub[:K] = 128
-        ub[K:] = 128
+        inv = 1.0 / s if finite and s > 0 else 0.0
+        for kb in range(NKB):
+            k0 = kb * KX
+            src = xb[k0:min(k0 + KX, K)]
+            dst = xu[kb, b]
+            for k in range(src.size):
+                c = min(max(np.rint(np.float64(src[k]) * inv), -127.0), 127.0)
+                dst[k] = np.uint8(np.int32(c) + 128)
+            dst[src.size:] = 128
         sx[b] = s if finite else np.nan
-        for g in range(G):
-            k0 = g * gs
-            k1 = min(k0 + gs, K)
-            seg = ub[k0:k1]
+        if G == 1:
             t = np.int32(0)
-            for k in range(seg.size):
-                t += np.int32(seg[k])
-            qxsum[b, g] = np.int32(t - 128 * seg.size)
+            for kb in range(NKB):
+                seg = xu[kb, b]
+                for k in range(seg.size):
+                    t += np.int32(seg[k])
+            qxsum[b, 0] = np.int32(t - 128 * NKB * KX)
+        else:
+            for g in range(G):
+                kb = (g * gs) // KX
+                off = g * gs - kb * KX
+                seg = xu[kb, b, off:off + min(gs, K - g * gs)]
+                t = np.int32(0)
+                for k in range(seg.size):
+                    t += np.int32(seg[k])
+                qxsum[b, g] = np.int32(t - 128 * seg.size)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _pack_blocks(x, xp):
+    """``xp[kb, b, :] = x[b, kb * KX:(kb + 1) * KX]`` (zero tail): blocks of activations whose rows are
+    KX apart, so that a register tile's rows do not collide in the caches as rows K apart can."""
+    B, K = x.shape
+    NKB, _, KX = xp.shape
+    for b in prange(B):
+        for kb in range(NKB):
+            k0 = kb * KX
+            src = x[b, k0:min(k0 + KX, K)]
+            dst = xp[kb, b]
+            for k in range(src.size):
+                dst[k] = src[k]
+            dst[src.size:] = 0
 
 
 @njit(inline="always")
@@ -177,33 +204,37 @@ def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _qmm_int8_panels(panels, sT, zT, gs, x, kc, out):
-    """Weight-only, any scales: ``out = x @ ((q - z) * s).T`` from packed panels, float32 ``x``.
+def _qmm_int8_panels(panels, sT, zT, gs, xp, kc, out):
+    """Weight-only, any scales: ``out = x @ ((q - z) * s).T`` from packed panels, float32 activations.
 
     ``panels`` int8 (P, K, 64): panel ``p`` holds weight rows ``64p .. 64p + 63`` transposed (zero rows past
     N); ``sT``/``zT`` float32 (G, 64P): scales and zero points per group (transposed); ``gs`` the group
-    length; ``kc`` the reduction block. Each panel block is dequantized once into a float32 buffer, then
+    length; ``xp`` the activations in blocks (NKB, B, KX) (see ``_pack_blocks``; NKB = 1 and KX = K for x
+    itself); ``kc`` the weight block. Each weight block is dequantized once into a float32 buffer, then
     multiplied by every activation row in register tiles of 6 rows x 64 outputs.
     """
     P, K, _ = panels.shape
-    B = x.shape[0]
+    NKB, B, KX = xp.shape
     N = out.shape[1]
     for p in prange(P):
         n0 = p * PANEL
         wp = np.empty((kc, PANEL), np.float32)
         acc = np.empty((B, PANEL), np.float32)
-        for k0 in range(0, K, kc):
-            kn = min(kc, K - k0)
-            for kk in range(kn):
-                g = (k0 + kk) // gs
-                src = panels[p, k0 + kk]
-                s = sT[g, n0:n0 + PANEL]
-                z = zT[g, n0:n0 + PANEL]
-                dst = wp[kk]
-                for j in range(PANEL):
-                    dst[j] = (np.float32(src[j]) - z[j]) * s[j]
-            for b0 in range(0, B, MAX_RB):
-                _tile_f32(wp, 0, x, b0, min(MAX_RB, B - b0), k0, kn, acc, k0 == 0)
+        for kb in range(NKB):
+            base = kb * KX
+            xb = xp[kb]
+            for k0 in range(base, min(base + KX, K), kc):
+                kn = min(kc, min(base + KX, K) - k0)
+                for kk in range(kn):
+                    g = (k0 + kk) // gs
+                    src = panels[p, k0 + kk]
+                    s = sT[g, n0:n0 + PANEL]
+                    z = zT[g, n0:n0 + PANEL]
+                    dst = wp[kk]
+                    for j in range(PANEL):
+                        dst[j] = (np.float32(src[j]) - z[j]) * s[j]
+                for b0 in range(0, B, MAX_RB):
+                    _tile_f32(wp, 0, xb, b0, min(MAX_RB, B - b0), k0 - base, kn, acc, k0 == 0)
         for b in range(B):
             o = out[b, n0:min(n0 + PANEL, N)]
             a = acc[b]
@@ -212,20 +243,23 @@ def _qmm_int8_panels(panels, sT, zT, gs, x, kc, out):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _qmm_int8_panels_pc(panels, s, x, kc, out):
+def _qmm_int8_panels_pc(panels, s, xp, kc, out):
     """Weight-only, per-channel symmetric scales: ``out = (x @ q.T) * s``, the codes converted to float32
-    inside the register tile. ``panels`` as in ``_qmm_int8_panels``; ``s`` float32 (64P,)."""
+    inside the register tile. ``panels``, ``xp`` as in ``_qmm_int8_panels``; ``s`` float32 (64P,)."""
     P, K, _ = panels.shape
-    B = x.shape[0]
+    NKB, B, KX = xp.shape
     N = out.shape[1]
     for p in prange(P):
         n0 = p * PANEL
         acc = np.empty((B, PANEL), np.float32)
         w = panels[p]
-        for k0 in range(0, K, kc):
-            kn = min(kc, K - k0)
-            for b0 in range(0, B, MAX_RB):
-                _tile_i8f32(w, k0, x, b0, min(MAX_RB, B - b0), k0, kn, acc, k0 == 0)
+        for kb in range(NKB):
+            base = kb * KX
+            xb = xp[kb]
+            for k0 in range(base, min(base + KX, K), kc):
+                kn = min(kc, min(base + KX, K) - k0)
+                for b0 in range(0, B, MAX_RB):
+                    _tile_i8f32(w, k0, xb, b0, min(MAX_RB, B - b0), k0 - base, kn, acc, k0 == 0)
         sp = s[n0:n0 + PANEL]
         for b in range(B):
             o = out[b, n0:min(n0 + PANEL, N)]
@@ -234,18 +268,30 @@ def _qmm_int8_panels_pc(panels, s, x, kc, out):
                 o[j] = a[j] * sp[j]
 
 
+@njit(inline="always")
+def _vnni_steps(w, xb, ga, gb, off, kc4, B, acc, fresh):
+    """int32 sums over the steps ``ga .. gb`` of 4 features into ``acc`` (``off`` = first step held by the
+    activation block ``xb``), overwriting ``acc`` first when ``fresh``."""
+    for k0 in range(ga, gb, kc4):
+        kn = min(kc4, gb - k0)
+        for b0 in range(0, B, MAX_RB):
+            _tile_vnni(w, k0, xb, b0, min(MAX_RB, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, kc4, out):
     """W8A8 with ``vpdpbusd``: exact int32 group sums of ``(qx + 128) * q``, corrected and scaled per group.
 
     ``panels4`` int8 (P, K4, 256): panel ``p``, step ``t`` holds ``q[64p + j, 4t + i]`` at ``4j + i``;
     ``corrT`` int32 (G, 64P) = ``128 * sum of q over the group``; ``sT`` float32 and ``zT`` int32 (G, 64P);
-    ``gs4`` the group length in steps of 4 features; ``xu`` uint8 (B, 4 K4), ``sx`` (B,), ``qxsum`` int32
-    (B, G) from ``_quantize_rows_u8``. Per group: ``sum_k qx (q - z) = acc - corr - z * qxsum`` (exact, int32
-    wrap-around included), times ``s``, summed in float32, times ``sx`` at the end.
+    ``gs4`` the group length in steps of 4 features (a block of ``xu`` holds whole groups when G > 1);
+    ``xu`` uint8 (NKB, B, KX), ``sx`` (B,), ``qxsum`` int32 (B, G) from ``_quantize_rows_u8``. Per group:
+    ``sum_k qx (q - z) = acc - corr - z * qxsum`` (exact, int32 wrap-around included), times ``s``, summed
+    in float32, times ``sx`` at the end.
     """
     P, K4, _ = panels4.shape
-    B = xu.shape[0]
+    NKB, B, KX = xu.shape
+    KX4 = KX // 4
     G = sT.shape[0]
     N = out.shape[1]
     for p in prange(P):
@@ -254,12 +300,14 @@ def _w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, kc4, out):
         fac = np.zeros((B, PANEL), np.float32)
         w = panels4[p]
         for g in range(G):
-            ga = g * gs4
-            gb = min(ga + gs4, K4)
-            for k0 in range(ga, gb, kc4):
-                kn = min(kc4, gb - k0)
-                for b0 in range(0, B, MAX_RB):
-                    _tile_vnni(w, k0, xu, b0, min(MAX_RB, B - b0), k0, kn, acc, k0 == ga)
+            if G == 1:
+                for kb in range(NKB):
+                    ga = kb * KX4
+                    _vnni_steps(w, xu[kb], ga, min(ga + KX4, K4), ga, kc4, B, acc, kb == 0)
+            else:
+                ga = g * gs4
+                kb = ga // KX4
+                _vnni_steps(w, xu[kb], ga, min(ga + gs4, K4), kb * KX4, kc4, B, acc, True)
             c = corrT[g, n0:n0 + PANEL]
             s = sT[g, n0:n0 + PANEL]
             z = zT[g, n0:n0 + PANEL]
