@@ -14,6 +14,7 @@ float32.
 from __future__ import annotations
 
 import importlib.util
+import threading
 
 import numpy as np
 
@@ -23,6 +24,7 @@ __all__ = ["DeviceCSRWeight", "DeviceInt8Weight", "linear", "spmm", "to_device"]
 
 _F32 = np.dtype(np.float32)
 _state: dict = {}
+_local = threading.local()
 
 
 def _require_cuda():
@@ -269,10 +271,10 @@ def _bias(bias, n: int, cuda):
 
 def _output(out, shape: tuple, on_device: bool, cuda):
     """The device array the kernels write, after checking a caller's ``out``."""
-    if not on_device:
+    if not on_device:  # copied back to the host before the call returns
         if out is not None:
             check_out(out, shape, _F32)
-        return cuda.device_array(shape, dtype=np.float32)
+        return _scratch("out", shape, np.float32, cuda)
     if out is None:
         return cuda.device_array(shape, dtype=np.float32)
     dev = _as_device_array(out, cuda)
@@ -307,6 +309,26 @@ def _rows(a):
     if not a.is_c_contiguous():
         raise ValueError("a 1-D device x must be contiguous for this weight; use x.copy()")
     return a.reshape(1, a.shape[0])
+
+
+_SCRATCH_KEEP = 8
+
+
+def _scratch(name: str, shape: tuple, dtype, cuda):
+    """A device work array, reused across the calls of this thread (allocating and freeing device memory can
+    synchronise the device). A thread's kernels run in order on the default stream, so a call never
+    overwrites what an earlier one still reads; each thread has its own arrays."""
+    cache = getattr(_local, "scratch", None)
+    if cache is None:
+        cache = _local.scratch = {}
+    key = (name, tuple(shape), np.dtype(dtype).str)
+    a = cache.pop(key, None)
+    if a is None:
+        a = cuda.device_array(shape, dtype=dtype)
+        while len(cache) >= _SCRATCH_KEEP:
+            cache.pop(next(iter(cache)))
+    cache[key] = a  # most recently used last
+    return a
 
 
 def _blocks(n: int, per_block: int) -> int:
@@ -359,11 +381,11 @@ def _linear_csr(w: DeviceCSRWeight, x, bias, has_bias, out, cuda) -> None:
     n = out.shape[1]
     # The batched kernel streams columns of a (K, B) operand into an (N, B) result: transpose in and out.
     if k:
-        xt = cuda.device_array((k, nb), dtype=np.float32)
+        xt = _scratch("xt", (k, nb), np.float32, cuda)
         _launch_transpose_cuda(x, xt)
     else:
         xt = x.T  # never read: the weight has no nonzeros
-    yt = cuda.device_array((n, nb), dtype=np.float32)
+    yt = _scratch("yt", (n, nb), np.float32, cuda)
     _launch_spmm_csr_cuda(w, xt, bias, has_bias, yt)
     _launch_transpose_cuda(yt, out)
 
@@ -388,9 +410,9 @@ def _linear_int8(w: DeviceInt8Weight, x, bias, has_bias, out, activations, cuda)
                                                  has_bias, out2)
         return
     groups = w.scales.shape[1]
-    qx = cuda.device_array((nb, w.qwords.shape[1]), dtype=np.int32)
-    sx = cuda.device_array(nb, dtype=np.float64)
-    qsum = cuda.device_array((nb, groups), dtype=np.int32)
+    qx = _scratch("qx", (nb, w.qwords.shape[1]), np.int32, cuda)
+    sx = _scratch("sx", (nb,), np.float64, cuda)
+    qsum = _scratch("qsum", (nb, groups), np.int32, cuda)
     int8_cuda._quantize_rows_cuda[nb, int8_cuda.QUANT_THREADS](x2, w.gw, w.gs, qx, sx, qsum)
     int8_cuda._w8a8_int8_cuda[grid, threads](w.qwords, w.scales, w.zero_points, w.gw, qx, sx, qsum, bias,
                                              has_bias, out2)
