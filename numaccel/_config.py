@@ -17,6 +17,30 @@ FASTMATH = {"contract"}
 # Column indices are narrowed to uint16 when the number of input features fits.
 NARROW_INDEX_MAX = 65536
 
+# Thread chunks per thread for the CSR kernels (rows split into chunks of about equal nonzeros).
+CSR_CHUNKS_PER_THREAD = 4
+# Rows of a chunk processed together by the register-tile kernel while every slab of activations
+# visits them (their nonzeros stay in L1/L2 between slabs).
+CSR_BLOCK_ROWS = 32
+# Widest slab of activations (columns) the register-tile kernel uses: a slab is K * width * 4 bytes
+# and should stay in L2 while a block of rows is computed against it.
+CSR_TILE_MAX_WIDTH = 64
+
+
+def _host_has_avx512() -> bool:
+    """True when the host CPU has AVX-512F (checked once, at import, through LLVM's feature query)."""
+    try:
+        import llvmlite.binding as llvm
+
+        return bool(llvm.get_host_cpu_features().get("avx512f", False))
+    except Exception:  # noqa: BLE001 - no feature query: take the portable path
+        return False
+
+
+# The float32 batched CSR kernel uses 16-lane FMA register tiles where AVX-512 is present and the
+# portable plain-Numba kernel elsewhere. Tests flip this to cover both paths on one machine.
+CSR_USE_TILES = _host_has_avx512()
+
 _lock = threading.Lock()
 _checked = False
 _needs_lock = False

@@ -92,7 +92,9 @@ class CSRWeight:
         if not isinstance(data, np.ndarray):
             data = np.asarray(data)
         if data.dtype.kind != "f":
-            raise TypeError(f"data must be a floating-point array, got {data.dtype}; use data.astype(np.float32)")
+            raise TypeError(
+                f"data must be a floating-point array, got {data.dtype}; use data.astype(np.float32)"
+            )
         if data.ndim != 1:
             raise ValueError(f"data must be 1-D, got {data.ndim}-D with shape {data.shape}")
         if indptr.size != n + 1:
@@ -259,29 +261,55 @@ class CSRWeight:
             self._bounds[nchunks] = b
         return b
 
-    def _matmul_into(self, b: np.ndarray, out: np.ndarray) -> None:
-        """``out = self @ b`` for a C-contiguous ``b`` of shape (K,) or (K, P); ``out`` (N,) or (N, P)."""
+    def _chunk_bounds(self) -> np.ndarray:
         import numba
 
-        bounds = self._row_bounds(4 * numba.get_num_threads())
+        return self._row_bounds(_config.CSR_CHUNKS_PER_THREAD * numba.get_num_threads())
+
+    def _batched_into(self, b: np.ndarray, out: np.ndarray, *, transposed: bool) -> None:
+        """``self @ b`` for ``b`` given either as (K, P) (``transposed`` False; ``out`` (N, P)) or as the
+        rows of ``b.T`` (``transposed`` True: ``b`` is x (P, K), ``out`` is (P, N))."""
+        bounds = self._chunk_bounds()
+        nchunks = bounds.size - 1
+        p = b.shape[0] if transposed else b.shape[1]
+        k = self._shape[1]
+        if b.dtype == np.float32 and _config.CSR_USE_TILES:
+            widths = [w for w in csr_cpu.TILE_WIDTHS if w <= _config.CSR_TILE_MAX_WIDTH] or [8]
+            width = next((w for w in widths if w >= p), widths[-1])
+            slabs = np.empty((-(-p // width), k, width), dtype=np.float32)
+            scratch = np.empty((nchunks, width), dtype=np.float32)
+            with _config.kernel_guard():
+                if transposed:
+                    csr_cpu._pack_rows_tiles(b, slabs)
+                else:
+                    csr_cpu._pack_cols_tiles(b, slabs)
+                csr_cpu._spmm_csr_tiles(
+                    self._indptr, self._kidx, self._data, bounds, slabs, scratch,
+                    _config.CSR_BLOCK_ROWS, transposed, out,
+                )
+            return
+        if transposed:
+            b = np.ascontiguousarray(b.T)
+        scratch = np.empty((nchunks, p), dtype=b.dtype)
         with _config.kernel_guard():
-            if b.ndim == 1:
-                csr_cpu._spmv_csr_rows(self._indptr, self._kidx, self._data, bounds, b, out)
-            else:
-                csr_cpu._spmm_csr_rows(self._indptr, self._kidx, self._data, bounds, b, out)
+            csr_cpu._spmm_csr_rows(self._indptr, self._kidx, self._data, bounds, b, scratch, transposed, out)
+
+    def _matmul_into(self, b: np.ndarray, out: np.ndarray) -> None:
+        """``out = self @ b`` for a C-contiguous ``b`` of shape (K,) or (K, P); ``out`` (N,) or (N, P)."""
+        if b.ndim == 1:
+            with _config.kernel_guard():
+                csr_cpu._spmv_csr_rows(self._indptr, self._kidx, self._data, self._chunk_bounds(), b, out)
+        else:
+            self._batched_into(b, out, transposed=False)
 
     def _linear(self, x: np.ndarray, out: np.ndarray, *, activations=None) -> None:
         """``out = x @ self.T`` for validated ``x`` (B, K) and C-contiguous ``out`` (B, N)."""
         if activations is not None:
             raise ValueError(f"activations={activations!r} is not supported for CSRWeight; use None")
-        B = x.shape[0]
-        if B == 1:
+        if x.shape[0] == 1:
             self._matmul_into(np.ascontiguousarray(x[0]), out[0])
         else:
-            xt = np.ascontiguousarray(x.T)
-            yt = np.empty((self._shape[0], B), dtype=x.dtype)
-            self._matmul_into(xt, yt)
-            out[...] = yt.T
+            self._batched_into(np.ascontiguousarray(x), out, transposed=True)
 
 
 def _keep_top(a: np.ndarray, keep: int) -> np.ndarray:

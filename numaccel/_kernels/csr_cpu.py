@@ -4,14 +4,226 @@ Contract shared by every kernel here (inputs validated by the caller):
 ``indptr`` int32/int64 (M+1,), ``indices`` uint16/int32 (nnz,) sorted within each row and in range,
 ``data`` float32 (nnz,), ``bounds`` int64 row boundaries of the thread chunks (balanced by nonzeros),
 activations float32/float64 C-contiguous, ``out`` C-contiguous of the activations' dtype, every element
-written. Each ``prange`` iteration owns the output rows ``bounds[c]:bounds[c+1]``.
+written. Each ``prange`` iteration owns the output rows ``bounds[c]:bounds[c+1]`` (and its own row of
+``scratch``); there are no cross-thread reductions.
+
+Three families:
+
+- ``_spmv_csr_rows``: one vector (batch 1). Row slices indexed from 0, four scalar accumulators.
+- ``_spmm_csr_tiles``: float32 batches on x86 with AVX-512. The activations are packed into slabs of
+  ``W`` columns (``_pack_rows_tiles`` / ``_pack_cols_tiles``, shape ``(T, K, W)``, zero padded); for each
+  weight row, ``_tile_fma_W`` runs the row's nonzeros over one slab with the ``W``-column output tile held
+  in ``<16 x float>`` (or ``<8 x float>``) registers, one ``llvm.fma`` per vector and nonzero, the value
+  broadcast. Rows are taken in blocks so a block's nonzeros stay in cache while every slab visits them.
+- ``_spmm_csr_rows``: the portable path (float64, or no AVX-512): ``b`` as ``(K, P)`` C-contiguous, each
+  nonzero an axpy over ``P`` contiguous values, four nonzeros per step.
+
+The ``transposed`` flag of the batched kernels selects the output layout: ``out[i, j]`` (``spmm``: ``out``
+is ``(M, P)``) or ``out[j, i]`` (``linear``: ``out`` is ``(P, M)``, the transpose fused into the store).
 """
 
 from __future__ import annotations
 
-from numba import njit, prange
+import numpy as np
+from llvmlite import ir
+from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .._config import FASTMATH
+
+# --------------------------------------------------------------------------------------------------
+# Register-tile intrinsics: acc[0:W] = sum_p data[p] * xs[indices[p], 0:W] over p in [start, end).
+
+
+def _make_tile_fma(vw: int, nv: int, prefetch: int = 0):
+    """Build the intrinsic for a tile of ``nv`` vectors of ``vw`` float32 lanes (width ``vw * nv``).
+
+    Two sets of ``nv`` accumulators take alternate nonzeros, so that ``2 * nv`` independent FMA chains
+    hide the FMA latency; the sets are added at the end.
+    """
+    width = vw * nv
+
+    @intrinsic
+    def tile_fma(typingctx, indices, data, start, end, xs, acc):
+        if not (
+            isinstance(indices, types.Array) and indices.ndim == 1
+            and isinstance(indices.dtype, types.Integer)
+            and isinstance(data, types.Array) and data.dtype == types.float32
+            and isinstance(xs, types.Array) and xs.ndim == 2 and xs.dtype == types.float32
+            and isinstance(acc, types.Array) and acc.dtype == types.float32
+        ):
+            return None
+        sig = types.void(indices, data, types.int64, types.int64, xs, acc)
+
+        def codegen(context, builder, signature, args):
+            idx_t, data_t, _, _, xs_t, acc_t = signature.args
+            ia = context.make_array(idx_t)(context, builder, args[0])
+            da = context.make_array(data_t)(context, builder, args[1])
+            start_v, end_v = args[2], args[3]
+            xa = context.make_array(xs_t)(context, builder, args[4])
+            oa = context.make_array(acc_t)(context, builder, args[5])
+
+            i64 = ir.IntType(64)
+            f32 = ir.FloatType()
+            vty = ir.VectorType(f32, vw)
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty, vty, vty]), f"llvm.fma.v{vw}f32"
+            )
+            zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), vw), [0] * vw)
+            undef = ir.Constant(vty, ir.Undefined)
+            ext = builder.sext if idx_t.dtype.signed else builder.zext
+            xbase = xa.data
+            accs = []
+            for _ in range(2):
+                row = []
+                for _ in range(nv):
+                    slot = cgutils.alloca_once(builder, vty)
+                    builder.store(ir.Constant(vty, None), slot)
+                    row.append(slot)
+                accs.append(row)
+
+            if prefetch:
+                pf = cgutils.get_or_insert_function(
+                    builder.module,
+                    ir.FunctionType(ir.VoidType(), [ir.PointerType(ir.IntType(8)), ir.IntType(32),
+                                                    ir.IntType(32), ir.IntType(32)]),
+                    "llvm.prefetch.p0",
+                )
+                last = builder.sub(end_v, ir.Constant(i64, 1))
+            i32c = lambda v: ir.Constant(ir.IntType(32), v)  # noqa: E731
+
+            def step(p, slots):
+                if prefetch:
+                    q = builder.add(p, ir.Constant(i64, prefetch))
+                    q = builder.select(builder.icmp_signed("<", q, last), q, last)
+                    kq = ext(builder.load(builder.gep(ia.data, [q])), i64)
+                    rq = builder.gep(xbase, [builder.mul(kq, ir.Constant(i64, width))])
+                    for line in range(max(1, width * 4 // 64)):
+                        ptr = builder.bitcast(builder.gep(rq, [ir.Constant(i64, line * 16)]),
+                                              ir.PointerType(ir.IntType(8)))
+                        builder.call(pf, [ptr, i32c(0), i32c(3), i32c(1)])
+                v = builder.load(builder.gep(da.data, [p]))
+                vb = builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i64, 0)), undef,
+                                            zero_mask)
+                k = ext(builder.load(builder.gep(ia.data, [p])), i64)
+                rowp = builder.gep(xbase, [builder.mul(k, ir.Constant(i64, width))])
+                for j in range(nv):
+                    vp = builder.bitcast(builder.gep(rowp, [ir.Constant(i64, j * vw)]), vty.as_pointer())
+                    xv = builder.load(vp, align=4)
+                    builder.store(builder.call(fma, [vb, xv, builder.load(slots[j])]), slots[j])
+
+            n = builder.sub(end_v, start_v)
+            pairs = builder.ashr(n, ir.Constant(i64, 1))
+            with cgutils.for_range(builder, pairs) as loop:
+                p = builder.add(start_v, builder.shl(loop.index, ir.Constant(i64, 1)))
+                step(p, accs[0])
+                step(builder.add(p, ir.Constant(i64, 1)), accs[1])
+            odd = builder.trunc(n, ir.IntType(1))
+            with builder.if_then(odd):
+                step(builder.sub(end_v, ir.Constant(i64, 1)), accs[0])
+            for j in range(nv):
+                total = builder.fadd(builder.load(accs[0][j]), builder.load(accs[1][j]))
+                op = builder.bitcast(builder.gep(oa.data, [ir.Constant(i64, j * vw)]), vty.as_pointer())
+                builder.store(total, op, align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile_fma
+
+
+# Software prefetch distance (nonzeros ahead) for the activation rows; 0 disables it.
+_PF = 0
+_tile_fma_8 = _make_tile_fma(8, 1, _PF)
+_tile_fma_16 = _make_tile_fma(16, 1, _PF)
+_tile_fma_32 = _make_tile_fma(16, 2, _PF)
+_tile_fma_64 = _make_tile_fma(16, 4, _PF)
+
+#: Slab widths the tile kernel supports, narrowest first.
+TILE_WIDTHS = (8, 16, 32, 64)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _pack_rows_tiles(x, slabs):
+    """``slabs[t, k, j] = x[t*W + j, k]`` (zero past the last row of ``x``); x (B, K), slabs (T, K, W)."""
+    T, K, W = slabs.shape
+    B = x.shape[0]
+    kb = 256
+    nkb = (K + kb - 1) // kb
+    for job in prange(T * nkb):
+        t = job // nkb
+        k0 = (job % nkb) * kb
+        k1 = min(k0 + kb, K)
+        s = slabs[t]
+        nb = min(W, B - t * W)
+        for k in range(k0, k1):
+            srow = s[k]
+            for j in range(nb, W):
+                srow[j] = 0
+        for j in range(nb):
+            xrow = x[t * W + j]
+            for k in range(k0, k1):
+                s[k, j] = xrow[k]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _pack_cols_tiles(b, slabs):
+    """``slabs[t, k, j] = b[k, t*W + j]`` (zero past the last column of ``b``); b (K, P), slabs (T, K, W)."""
+    T, K, W = slabs.shape
+    P = b.shape[1]
+    for k in prange(K):
+        brow = b[k]
+        for t in range(T):
+            srow = slabs[t, k]
+            nb = min(W, P - t * W)
+            for j in range(nb):
+                srow[j] = brow[t * W + j]
+            for j in range(nb, W):
+                srow[j] = 0
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _spmm_csr_tiles(indptr, indices, data, bounds, slabs, scratch, block_rows, transposed, out):
+    """``A @ X`` with X given as float32 slabs (T, K, W), W in TILE_WIDTHS; scratch (chunks, W) float32.
+
+    ``out`` is (M, P) (``transposed`` False) or (P, M) (True), with ``P <= T * W`` columns of X used.
+    """
+    T = slabs.shape[0]
+    W = slabs.shape[2]
+    P = out.shape[0] if transposed else out.shape[1]
+    for c in prange(bounds.size - 1):
+        acc = scratch[c]
+        r0 = bounds[c]
+        r1 = bounds[c + 1]
+        for s0 in range(r0, r1, block_rows):
+            s1 = min(s0 + block_rows, r1)
+            for t in range(T):
+                xs = slabs[t]
+                b0 = t * W
+                nb = min(W, P - b0)
+                for i in range(s0, s1):
+                    start = np.int64(indptr[i])
+                    end = np.int64(indptr[i + 1])
+                    if W == 64:
+                        _tile_fma_64(indices, data, start, end, xs, acc)
+                    elif W == 32:
+                        _tile_fma_32(indices, data, start, end, xs, acc)
+                    elif W == 16:
+                        _tile_fma_16(indices, data, start, end, xs, acc)
+                    else:
+                        _tile_fma_8(indices, data, start, end, xs, acc)
+                    if transposed:
+                        for j in range(nb):
+                            out[b0 + j, i] = acc[j]
+                    else:
+                        orow = out[i]
+                        for j in range(nb):
+                            orow[b0 + j] = acc[j]
+
+
+# --------------------------------------------------------------------------------------------------
+# Batch 1 and the portable batched path.
 
 
 @njit(inline="always", fastmath=FASTMATH)
@@ -44,21 +256,43 @@ def _spmv_csr_rows(indptr, indices, data, bounds, x, out):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _spmm_csr_rows(indptr, indices, data, bounds, b, out):
-    """``out = A @ b`` for CSR ``A`` (M, K), dense ``b`` (K, P) C-contiguous, ``out`` (M, P)."""
+def _spmm_csr_rows(indptr, indices, data, bounds, b, scratch, transposed, out):
+    """``A @ b`` for dense ``b`` (K, P) C-contiguous; scratch (chunks, P) of b's dtype.
+
+    ``out`` is (M, P) (``transposed`` False) or (P, M) (True).
+    """
     P = b.shape[1]
     for c in prange(bounds.size - 1):
+        acc = scratch[c]
         for i in range(bounds[c], bounds[c + 1]):
-            orow = out[i]
             for j in range(P):
-                orow[j] = 0
+                acc[j] = 0
             start = indptr[i]
             end = indptr[i + 1]
             idx = indices[start:end]
             d = data[start:end]
-            for p in range(idx.size):
-                v = d[p]
-                brow = b[idx[p]]
+            n = idx.size
+            m = n - n % 4
+            for p in range(0, m, 4):
+                v0 = d[p]
+                v1 = d[p + 1]
+                v2 = d[p + 2]
+                v3 = d[p + 3]
+                r0 = b[idx[p]]
+                r1 = b[idx[p + 1]]
+                r2 = b[idx[p + 2]]
+                r3 = b[idx[p + 3]]
                 for j in range(P):
-                    orow[j] += v * brow[j]
-
+                    acc[j] += ((v0 * r0[j] + v1 * r1[j]) + (v2 * r2[j] + v3 * r3[j]))
+            for p in range(m, n):
+                v = d[p]
+                r = b[idx[p]]
+                for j in range(P):
+                    acc[j] += v * r[j]
+            if transposed:
+                for j in range(P):
+                    out[j, i] = acc[j]
+            else:
+                orow = out[i]
+                for j in range(P):
+                    orow[j] = acc[j]
