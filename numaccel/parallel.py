@@ -34,6 +34,8 @@ __all__ = ["ShardedWeight", "shard", "get_client", "limit_threads", "shutdown"]
 
 # Attempts of a model-parallel call whose shards or inputs were lost with a worker.
 _ATTEMPTS = 4
+# Activations up to this size travel inside each shard's task instead of being scattered first.
+_INLINE_X_BYTES = 64 * 1024
 # Configuration key (dask.config) for the seconds a model-parallel call may wait for its results.
 TIMEOUT_KEY = "numaccel.timeout"
 
@@ -357,14 +359,16 @@ class ShardedWeight:
         self.__init__(state["shards"])
 
     # ----------------------------------------------------------------------------------------------
-    def _placed(self, client) -> list:
+    def _placed(self, client, *, verify: bool = False) -> list:
         """``[(worker address, future)]`` per shard on ``client``'s workers; lost ones are placed again
         from the local copy, on the live workers, round robin."""
         with self._lock:
+            entry = self._placements.get(client.id) or [(None, None)] * len(self._shards)
+            if not verify and all(fut is not None and fut.status == "finished" for _, fut in entry):
+                return list(entry)  # the common case: no round trip to the scheduler
             alive = sorted(client.nthreads())
             if not alive:
                 raise RuntimeError("the Dask cluster has no workers; start some or pass another client=")
-            entry = self._placements.get(client.id) or [(None, None)] * len(self._shards)
             placed = []
             for j, (addr, fut) in enumerate(entry):
                 if fut is None or fut.status != "finished" or addr not in alive:
@@ -566,9 +570,11 @@ def _model_parallel(x, weight, bias, *, out, device, activations, client):
         try:
             if attempt:
                 time.sleep(0.25 * attempt)  # let the scheduler notice the lost worker
-            placed = weight._placed(client)
+            placed = weight._placed(client, verify=attempt > 0)
             addrs = sorted({addr for addr, _ in placed})
-            xf = client.scatter(x2, workers=addrs, broadcast=True, hash=False)
+            # A small x travels inside the tasks (one message less); a large one once to each worker.
+            small = x2.nbytes <= _INLINE_X_BYTES
+            xf = x2 if small else client.scatter(x2, workers=addrs, broadcast=True, hash=False)
             futs = [
                 client.submit(_linear_block, xf, fut, None, activations, device, workers=[addr],
                               allow_other_workers=True, pure=False)
