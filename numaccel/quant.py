@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 
+import numba
 import numpy as np
 
 from . import _config
@@ -21,6 +22,9 @@ _QUANTIZE_ROWS = 256
 # W8A8 runs on AVX-512 VNNI (``vpdpbusd``) when the host CPU has it, decided once at import. Setting the
 # environment variable NUMACCEL_NO_VNNI=1 before import (or this flag to False) forces the portable path.
 _USE_VNNI = vnni_x86.HAVE_VNNI and os.environ.get("NUMACCEL_NO_VNNI", "0") in ("", "0")
+# The panel kernels are built from LLVM intrinsics, which cannot run as Python: with NUMBA_DISABLE_JIT=1
+# (coverage runs) every call takes the plain kernels instead.
+_USE_PANELS = not numba.config.DISABLE_JIT
 
 # Reduction blocks (features) of the panel kernels: the weight block stays in L1, the activations' in L2.
 _KC_DEQUANT = 128
@@ -268,7 +272,7 @@ class Int8Weight:
         x = np.ascontiguousarray(x)
         g = self._s2.shape[1]
         with _config.kernel_guard():
-            if activations is None and x.dtype == np.float32:
+            if activations is None and x.dtype == np.float32 and _USE_PANELS:
                 panels, sT, zT = self._panels()
                 if B > _PACK_MIN_B:
                     xp = np.empty((-(-k // _KX_F32), B, _KX_F32), dtype=np.float32)
@@ -286,7 +290,7 @@ class Int8Weight:
                     xsum = np.zeros((B, g), dtype=x.dtype)
                 int8_cpu._qmm_int8_simple(self._q, self._s2, self._z2, self._gs, x, xsum, out)
             else:
-                vnni = _USE_VNNI and (self._group_size is None or self._gs % 4 == 0)
+                vnni = _USE_VNNI and _USE_PANELS and (self._group_size is None or self._gs % 4 == 0)
                 kx = -(-k // 4) * 4 if vnni else k
                 if vnni and B > _PACK_MIN_B:
                     kx = min(kx, _KX_U8 if g == 1 else self._gs * max(1, _KX_U8 // self._gs))
