@@ -111,15 +111,18 @@ def _quantize_rows_u8(x, gs, xu, sx, qxsum):
         amax = _abs_max(xb)
         finite = amax < np.inf
         s = amax / 127.0
-        inv = 1.0 / s if finite and s > 0 else 0.0
         for kb in range(NKB):
             k0 = kb * KX
             src = xb[k0:min(k0 + KX, K)]
             dst = xu[kb, b]
-            for k in range(src.size):
-                c = min(max(np.rint(np.float64(src[k]) * inv), -127.0), 127.0)
-                dst[k] = np.uint8(np.int32(c) + 128)
-            dst[src.size:] = 128
+            if finite and s > 0:
+                inv = 1.0 / s
+                for k in range(src.size):
+                    c = min(max(np.rint(np.float64(src[k]) * inv), -127.0), 127.0)
+                    dst[k] = np.uint8(np.int32(c) + 128)
+                dst[src.size:] = 128
+            else:
+                dst[:] = 128
         sx[b] = s if finite else np.nan
         if G == 1:
             t = np.int32(0)
