@@ -380,11 +380,9 @@ def _linear_csr(w: DeviceCSRWeight, x, bias, has_bias, out, cuda) -> None:
     nb, k = x.shape
     n = out.shape[1]
     # The batched kernel streams columns of a (K, B) operand into an (N, B) result: transpose in and out.
-    if k:
-        xt = _scratch("xt", (k, nb), np.float32, cuda)
+    xt = _scratch("xt", (k, nb), np.float32, cuda)
+    if k:  # with K = 0 the weight has no nonzeros and xt is never read
         _launch_transpose_cuda(x, xt)
-    else:
-        xt = x.T  # never read: the weight has no nonzeros
     yt = _scratch("yt", (n, nb), np.float32, cuda)
     _launch_spmm_csr_cuda(w, xt, bias, has_bias, yt)
     _launch_transpose_cuda(yt, out)

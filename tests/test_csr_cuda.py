@@ -58,13 +58,17 @@ def test_spmm_csr_parity(rng, parity):
 
 @pytest.mark.parametrize(
     "case",
-    ["nnz0-batch3", "1x1", "wide-int32-indices"],
+    ["nnz0-batch3", "k0-batch2", "1x1", "wide-int32-indices"],
 )
 def test_csr_edge_cases(rng, parity, case):
     if case == "nnz0-batch3":
         w = na.CSRWeight(np.zeros(6, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), (5, 4))
         x = rng.standard_normal((3, 4)).astype(np.float32)
         bias = np.arange(5, dtype=np.float32)
+    elif case == "k0-batch2":
+        w = na.CSRWeight(np.zeros(4, np.int32), np.zeros(0, np.int32), np.zeros(0, np.float32), (3, 0))
+        x = np.zeros((2, 0), np.float32)
+        bias = np.array([1.0, -2.0, 0.5], np.float32)
     elif case == "1x1":
         w = na.CSRWeight([0, 1], [0], [2.5], (1, 1))
         x = np.array([[3.0]], np.float32)

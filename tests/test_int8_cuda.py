@@ -63,14 +63,16 @@ def test_device_int8_weight(rng, parity):
     parity(dout.copy_to_host(), ref_linear(x, qw))
 
 
-@pytest.mark.parametrize("case", ["1x1", "zero-weight", "k-below-4"])
+@pytest.mark.parametrize("case", ["1x1", "zero-weight", "k-below-4", "k0"])
 def test_int8_edge_cases(rng, parity, case):
     if case == "1x1":
         qw = na.Int8Weight(np.array([[-128]], np.int8), np.array([0.5], np.float32))
     elif case == "zero-weight":
         qw = na.quantize(np.zeros((3, 5), np.float32), group_size=2)
-    else:
+    elif case == "k-below-4":
         qw = na.quantize(rng.standard_normal((4, 3)), symmetric=False)
+    else:
+        qw = na.Int8Weight(np.zeros((3, 0), np.int8), np.ones(3, np.float32))
     x = rng.standard_normal((2, qw.shape[1])).astype(np.float32)
     out = nan_filled((2, qw.shape[0]))
     na.linear(x, qw, out=out, device="cuda")
