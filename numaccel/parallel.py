@@ -110,9 +110,10 @@ def limit_threads(client, numba_threads: int = 1, blas_threads: int | None = 1) 
 
     Examples
     --------
+    >>> from distributed import Client                      # doctest: +SKIP
     >>> from numaccel.parallel import limit_threads
-    >>> limit_threads  # doctest: +ELLIPSIS
-    <function limit_threads at ...>
+    >>> client = Client("tcp://scheduler:8786")             # doctest: +SKIP
+    >>> limit_threads(client, numba_threads=8, blas_threads=1)  # doctest: +SKIP
     """
     from distributed.diagnostics.plugin import WorkerPlugin
 
@@ -179,9 +180,13 @@ def get_client(client=None):
 
     Examples
     --------
-    >>> from numaccel.parallel import get_client
-    >>> callable(get_client)
-    True
+    >>> import numpy as np, numaccel as na
+    >>> from numaccel.parallel import get_client, shutdown
+    >>> client = get_client()                               # doctest: +SKIP
+    >>> sw = na.shard(np.eye(4, dtype=np.float32), 2)
+    >>> na.linear(np.ones(4, np.float32), sw, client=client)  # doctest: +SKIP
+    array([1., 1., 1., 1.], dtype=float32)
+    >>> shutdown()
     """
     if client is not None:
         return client
@@ -206,6 +211,8 @@ def get_client(client=None):
                 )
             cl = distributed.Client(cluster, set_as_default=False)
             limit_threads(cl, threads, 1)
+            if _embedded is None:  # registered after distributed's own exit hooks, so it runs before them
+                atexit.register(shutdown)
             _embedded = (cluster, cl)
         return _embedded[1]
 
@@ -220,8 +227,6 @@ def shutdown() -> None:
             cl.close()
             cluster.close()
 
-
-atexit.register(shutdown)
 
 
 # --------------------------------------------------------------------------------------------------
