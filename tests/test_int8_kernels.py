@@ -140,3 +140,25 @@ def test_env_var_forces_portable_path():
     env = dict(os.environ, NUMACCEL_NO_VNNI="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
+def test_w8a8_error_not_above_torch_dynamic(rng):
+    """Per-row activation scales and per-channel weight scales: no less accurate than torch's dynamic
+    quantization (fbgemm, per-tensor activations) on the same data."""
+    torch = pytest.importorskip("torch")
+    n, k, b = 256, 512, 16
+    W = (rng.standard_normal((n, k)) * 0.02).astype(np.float32)
+    x = rng.standard_normal((b, k)).astype(np.float32)
+    lin = torch.nn.Linear(k, n, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.from_numpy(W))
+    seq = torch.nn.Sequential(lin)
+    model = torch.ao.quantization.quantize_dynamic(seq, {torch.nn.Linear}, dtype=torch.qint8)
+    with torch.no_grad():
+        y_torch = model(torch.from_numpy(x)).numpy()
+    ref = ref_linear(x, W)
+    y = na.linear(x, na.quantize(W), activations="int8")
+    err = np.linalg.norm(y - ref) / np.linalg.norm(ref)
+    err_torch = np.linalg.norm(y_torch - ref) / np.linalg.norm(ref)
+    assert err <= err_torch, (err, err_torch)
