@@ -26,6 +26,8 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 def _as_index_array(a, name: str) -> np.ndarray:
     if not isinstance(a, np.ndarray):
         a = np.asarray(a)
+        if a.size == 0 and a.dtype == np.float64:  # an empty list: no dtype to judge
+            a = a.astype(np.int64)
     if a.dtype.kind not in "iu" or a.dtype == np.bool_:
         raise TypeError(f"{name} must be an integer array, got {a.dtype}; use {name}.astype(np.int32)")
     if a.ndim != 1:

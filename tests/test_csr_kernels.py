@@ -1,0 +1,204 @@
+"""Parity of ``linear`` and ``spmm`` with a CSR weight against the float64 oracles, on both batched paths
+(the AVX-512 register-tile kernel and the portable kernel), every slab width, float32 and float64,
+C/F/strided inputs, with ``out`` pre-filled with NaN.
+
+Also run in CI with ``NUMBA_BOUNDSCHECK=1`` (and its own ``NUMBA_CACHE_DIR``): shapes stay small.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from reference import ref_linear, ref_spmm
+
+import numaccel as na
+from numaccel import _config
+from numaccel._kernels import csr_cpu
+
+HAS_AVX512 = _config._host_has_avx512()
+PATHS = ["tiles", "portable"] if HAS_AVX512 else ["portable"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request, monkeypatch):
+    monkeypatch.setattr(_config, "CSR_USE_TILES", request.param == "tiles")
+    return request.param
+
+
+def make_weight(rng, n, k, density, *, empty_rows=True):
+    W = rng.standard_normal((n, k)).astype(np.float32)
+    W[rng.random((n, k)) >= density] = 0
+    if empty_rows and n > 2:
+        W[1] = 0
+        W[-1] = 0
+    return na.CSRWeight.from_dense(W)
+
+
+def nan_out(shape, dtype):
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+# (n, k, density): 1×1, odd sizes, K not a multiple of any unroll or tile, empty rows, dense, near-empty
+SHAPES = [
+    (1, 1, 1.0),
+    (5, 3, 0.6),
+    (37, 70, 0.3),
+    (64, 129, 0.1),
+    (130, 301, 0.5),
+    (97, 200, 1.0),
+    (80, 50, 0.001),
+]
+BATCHES = [1, 2, 7, 8, 9, 17, 33, 64, 65, 130]
+
+
+@pytest.mark.parametrize("n, k, density", SHAPES, ids=[f"{n=}-{k=}-{d=}" for n, k, d in SHAPES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_linear_parity(rng, parity, path, n, k, density, dtype):
+    w = make_weight(rng, n, k, density)
+    bias = rng.standard_normal(n).astype(dtype)
+    for b in BATCHES:
+        x = rng.standard_normal((b, k)).astype(dtype)
+        x0 = x.copy()
+        out = nan_out((b, n), dtype)
+        y = na.linear(x, w, out=out)
+        assert y is out and y.dtype == dtype
+        parity(y, ref_linear(x, w))
+        parity(na.linear(x, w, bias=bias), ref_linear(x, w, bias))
+        np.testing.assert_array_equal(x, x0)  # the caller's array is untouched
+    v = rng.standard_normal(k).astype(dtype)
+    out = nan_out((n,), dtype)
+    parity(na.linear(v, w, bias=bias, out=out), ref_linear(v, w, bias))
+
+
+@pytest.mark.parametrize("layout", ["F", "strided", "transposed-view"])
+@pytest.mark.parametrize("b", [1, 8, 40])
+def test_linear_layouts(rng, parity, path, layout, b):
+    w = make_weight(rng, 45, 66, 0.3)
+    base = rng.standard_normal((b, 2 * 66)).astype(np.float32)
+    if layout == "F":
+        x = np.asfortranarray(base[:, :66])
+    elif layout == "strided":
+        x = base[:, ::2]
+    else:
+        x = np.ascontiguousarray(base[:, :66].T).T
+    assert not x.flags.c_contiguous or b == 1
+    parity(na.linear(x, w, out=nan_out((b, 45), np.float32)), ref_linear(x, w))
+    parity(na.linear(x[0], w), ref_linear(x[0], w))
+
+
+@pytest.mark.parametrize("max_width", [8, 16, 32, 64])
+def test_every_slab_width(rng, parity, monkeypatch, max_width):
+    if not HAS_AVX512:
+        pytest.skip("the register-tile kernel needs AVX-512")
+    monkeypatch.setattr(_config, "CSR_USE_TILES", True)
+    monkeypatch.setattr(_config, "CSR_TILE_MAX_WIDTH", max_width)
+    monkeypatch.setattr(_config, "CSR_BLOCK_ROWS", 3)
+    w = make_weight(rng, 51, 77, 0.2)
+    for b in (3, 16, 31, 70, 129):
+        x = rng.standard_normal((b, 77)).astype(np.float32)
+        parity(na.linear(x, w, out=nan_out((b, 51), np.float32)), ref_linear(x, w))
+        bm = np.ascontiguousarray(x.T)
+        parity(na.spmm(w, bm, out=nan_out((51, b), np.float32)), ref_spmm(w, bm))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_spmm_parity(rng, parity, path, dtype):
+    a = make_weight(rng, 61, 45, 0.25)
+    for p in (1, 5, 16, 64, 100):
+        bm = rng.standard_normal((45, p)).astype(dtype)
+        parity(na.spmm(a, bm, out=nan_out((61, p), dtype)), ref_spmm(a, bm))
+        parity(na.spmm(a, np.asfortranarray(bm)), ref_spmm(a, bm))
+    v = rng.standard_normal(45).astype(dtype)
+    parity(na.spmm(a, v, out=nan_out((61,), dtype)), ref_spmm(a, v))
+
+
+def test_spmm_scipy_input(rng, parity):
+    m = sp.random_array((30, 40), density=0.2, rng=rng, format="coo")
+    bm = rng.standard_normal((40, 9)).astype(np.float32)
+    ref = ref_spmm(m.astype(np.float32).toarray(), bm)
+    parity(na.spmm(m, bm), ref)
+    parity(na.spmm(m.tocsr(), bm[:, 0]), ref[:, 0])
+
+
+@pytest.mark.parametrize("b", [1, 8, 64])
+def test_all_zero_weight(rng, path, b):
+    w = na.CSRWeight.from_dense(np.zeros((33, 20), dtype=np.float32))
+    assert w.nnz == 0
+    x = rng.standard_normal((b, 20)).astype(np.float32)
+    np.testing.assert_array_equal(na.linear(x, w, out=nan_out((b, 33), np.float32)), 0)
+
+
+def test_empty_dimensions(rng):
+    w = na.CSRWeight([0], [], np.zeros(0, np.float32), shape=(0, 4))
+    assert na.linear(np.ones((3, 4), np.float32), w).shape == (3, 0)
+    w0 = na.CSRWeight([0, 0, 0], [], np.zeros(0, np.float32), shape=(2, 0))
+    np.testing.assert_array_equal(na.linear(np.ones((3, 0), np.float32), w0), np.zeros((3, 2)))
+    w1 = make_weight(rng, 5, 6, 0.5)
+    assert na.linear(np.ones((0, 6), np.float32), w1).shape == (0, 5)
+
+
+def test_wide_k_int32_indices(rng, parity, path):
+    k = 70_003  # beyond uint16: column ids kept as int32
+    cols = np.sort(rng.choice(k, size=60, replace=False))
+    indptr = np.array([0, 20, 20, 45, 60])
+    w = na.CSRWeight(indptr, cols[np.r_[0:20, 20:45, 45:60]] % k, rng.standard_normal(60), shape=(4, k))
+    for b in (1, 8, 20):
+        x = rng.standard_normal((b, k)).astype(np.float32)
+        parity(na.linear(x, w, out=nan_out((b, 4), np.float32)), ref_linear(x, w))
+
+
+def test_nan_and_inf_propagate(rng):
+    w = na.CSRWeight.from_dense(np.array([[1.0, 0.0, 2.0], [0.0, 3.0, 0.0]], dtype=np.float32))
+    x = np.array([[np.nan, 1.0, 1.0], [1.0, np.inf, 1.0]] * 5, dtype=np.float32)
+    y = na.linear(x, w)
+    assert np.isnan(y[0, 0]) and y[0, 1] == 3.0
+    assert y[1, 0] == 3.0 and np.isposinf(y[1, 1])
+    assert np.isnan(na.linear(x[0], w)[0])
+
+
+def test_int64_indptr_kernels(rng, parity):
+    """Weights with nnz >= 2**31 keep an int64 indptr; the kernels take either width."""
+    w = make_weight(rng, 40, 50, 0.3)
+    indptr = w.indptr.astype(np.int64)
+    bounds = w._chunk_bounds()
+    x = rng.standard_normal((12, 50)).astype(np.float32)
+    out = nan_out((40,), np.float32)
+    csr_cpu._spmv_csr_rows(indptr, w._kidx, w.data, bounds, x[0], out)
+    parity(out, ref_linear(x[0], w))
+    out2 = nan_out((12, 40), np.float32)
+    scratch = np.empty((bounds.size - 1, 12), np.float32)
+    csr_cpu._spmm_csr_rows(indptr, w._kidx, w.data, bounds, np.ascontiguousarray(x.T), scratch, True, out2)
+    parity(out2, ref_linear(x, w))
+    if HAS_AVX512:
+        slabs = np.empty((1, 50, 16), np.float32)
+        csr_cpu._pack_rows_tiles(x, slabs)
+        out3 = nan_out((12, 40), np.float32)
+        scratch = np.empty((bounds.size - 1, 16), np.float32)
+        csr_cpu._spmm_csr_tiles(indptr, w._kidx, w.data, bounds, slabs, scratch, 4, True, out3)
+        parity(out3, ref_linear(x, w))
+
+
+def test_thread_counts(rng, parity):
+    w = make_weight(rng, 90, 64, 0.3)
+    x = rng.standard_normal((20, 64)).astype(np.float32)
+    old = numba.get_num_threads()
+    try:
+        for t in sorted({1, old}):
+            numba.set_num_threads(t)
+            parity(na.linear(x, w), ref_linear(x, w))
+            parity(na.linear(x[0], w), ref_linear(x[0], w))
+    finally:
+        numba.set_num_threads(old)
+
+
+def test_row_bounds_balance_nonzeros():
+    counts = np.array([100, 0, 0, 1, 1, 1, 1, 100, 0, 3])
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    rows = [np.arange(c) for c in counts]
+    w = na.CSRWeight(indptr, np.concatenate(rows), np.ones(indptr[-1]), shape=(10, 100))
+    b = w._row_bounds(2)
+    assert b[0] == 0 and b[-1] == 10 and np.all(np.diff(b) > 0)
+    heavy = [int(np.sum(counts[b[i]:b[i + 1]])) for i in range(b.size - 1)]
+    assert max(heavy) <= 110
