@@ -58,13 +58,18 @@ def log(*args):
 
 
 class Timer:
-    """CUDA-event timing of a list of calls run back to back on the default stream."""
+    """CUDA-event timing of a list of calls run back to back on the default stream.
+
+    Before each trial a one-thread spin kernel keeps the GPU busy for about three times as long as the host
+    needs to queue the trial's calls, so the events bracket GPU execution only. A trial is flagged
+    ``host_bound`` when the GPU had already reached the start event before the host finished queueing.
+    """
 
     def __init__(self, cuda, *, calls_per_trial: int, trials: int):
         self.cuda = cuda
         self.calls_per_trial = calls_per_trial
         self.trials = trials
-        self.spin = self._make_spin()
+        self.spin, self.spin_s_per_iter = self._make_spin()
 
     def _make_spin(self):
         cuda = self.cuda
@@ -77,35 +82,44 @@ class Timer:
         try:
             spin[1, 1](1)
             cuda.synchronize()
+            start, end = cuda.event(), cuda.event()
+            start.record()
+            spin[1, 1](2000)
+            end.record()
+            end.synchronize()
+            per_iter = max(start.elapsed_time(end) / 1e3 / 2000, 1e-7)
         except Exception as exc:  # noqa: BLE001 - the simulator has no nanosleep
             log(f"  (no spin kernel: {type(exc).__name__}; timings include launch overhead)")
-            return None
-        return spin
+            return None, None
+        log(f"  spin kernel: {per_iter * 1e6:.2f} us per iteration")
+        return spin, per_iter
 
-    def __call__(self, calls, *, spin_us: int = 20_000):
+    def __call__(self, calls):
         """Seconds per call (median and min over trials), and whether the host was the bottleneck."""
         cuda = self.cuda
+        n = self.calls_per_trial
         for fn in calls:  # warm-up: compiles, allocates
             fn()
         cuda.synchronize()
+        t0 = time.perf_counter()
+        for i in range(n):
+            calls[i % len(calls)]()
+        host_s = time.perf_counter() - t0
+        cuda.synchronize()
         per_call = []
-        host_bound = False
-        n = self.calls_per_trial
+        host_bound = self.spin is None
         for _ in range(self.trials):
             if self.spin is not None:
-                self.spin[1, 1](spin_us)
+                self.spin[1, 1](int(max(3 * host_s, 2e-3) / self.spin_s_per_iter))
             start, end = cuda.event(), cuda.event()
             start.record()
-            t0 = time.perf_counter()
             for i in range(n):
                 calls[i % len(calls)]()
-            host_s = time.perf_counter() - t0
+            if self.spin is not None and start.query():
+                host_bound = True  # the GPU waited for the host during this trial
             end.record()
             end.synchronize()
-            gpu_s = start.elapsed_time(end) / 1e3
-            # The spin covers the queueing only if the host finished before the spin ended.
-            host_bound |= self.spin is None or host_s > spin_us * 1e-6 * 0.8
-            per_call.append(gpu_s / n)
+            per_call.append(start.elapsed_time(end) / 1e3 / n)
         return statistics.median(per_call), min(per_call), host_bound
 
 
