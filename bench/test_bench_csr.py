@@ -1,0 +1,192 @@
+"""Pruned (CSR) linear layers: numaccel against dense NumPy/BLAS, scipy.sparse, torch.sparse and MKL
+(``sparse_dot_mkl``), each where installed, in the same parametrisation and process.
+
+Full run (about 10 minutes on 2 cores; ``NUMACCEL_BENCH_QUICK=1`` for a 4096×4096 tuning subset)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/test_bench_csr.py \\
+        --benchmark-json=bench/results/csr.json -p no:cacheprovider -q
+    # the dense anchor under the other BLAS configuration (faster at small batches), merged by report.py:
+    python -m pytest bench/test_bench_csr.py -k numpy --benchmark-json=bench/results/csr_blasenv.json \\
+        -p no:cacheprovider -q
+    python bench/report.py bench/results/csr.json bench/results/csr_blasenv.json --out bench/results/csr
+
+Every implementation computes ``y = x @ W.T`` with ``W`` (N, K) pruned by magnitude to the given sparsity
+(unstructured, whole tensor). Batch 1 passes ``x`` as a vector (NumPy then runs sgemv). The sparse anchors
+get the activations already transposed where their natural product is ``W @ x.T`` (that copy is not
+timed). "Cold" weights rotate through copies that together exceed twice the L3 cache (32 MiB here), as a
+real model's layers do; "hot" reuse one weight. An anchor whose single call exceeds ``CAP_SECONDS`` is
+skipped (the size cap), and so is one whose package is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numba
+import numpy as np
+import pytest
+
+import numaccel as na
+
+QUICK = os.environ.get("NUMACCEL_BENCH_QUICK") == "1"
+SPARSITIES = [0.5, 0.7, 0.8, 0.9, 0.95, 0.99]
+BATCHES = [1, 8, 64, 256]
+L3_BYTES = 32 << 20
+TARGET_SECONDS = 0.25 if QUICK else 0.6  # measuring time per benchmark
+CAP_SECONDS = 1.0
+BLAS = "openblas-env-unset" if "OPENBLAS_CORETYPE" not in os.environ else "openblas-env-set"
+IMPLS = ["numaccel", "numpy", "scipy", "torch", "mkl"]
+
+try:
+    import torch
+
+    torch.set_num_threads(numba.get_num_threads())
+except ImportError:  # optional anchor
+    torch = None
+try:
+    import scipy.sparse as sp
+except ImportError:  # optional anchor
+    sp = None
+
+def _find_mkl_rt() -> None:
+    """sparse_dot_mkl looks for libmkl_rt on the loader path; the ``mkl`` wheel puts it in <prefix>/lib."""
+    if "MKL_RT" not in os.environ:
+        import glob
+        import sys
+
+        found = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+        if found:
+            os.environ["MKL_RT"] = found[0]
+
+
+try:
+    _find_mkl_rt()
+    from sparse_dot_mkl import dot_product_mkl
+except (ImportError, OSError):  # optional anchor: pip install sparse_dot_mkl mkl
+    dot_product_mkl = None
+
+
+def _grid():
+    """(N, K, sparsity, weights): the full sparsity sweep cold at 4096×4096, hot at 90 %, and the
+    11008×4096 (LLaMA-7B MLP) shape at three sparsities."""
+    yield from ((4096, 4096, s, "cold") for s in ([0.5, 0.9, 0.99] if QUICK else SPARSITIES))
+    yield 4096, 4096, 0.9, "hot"
+    if not QUICK:
+        yield from ((11008, 4096, s, "cold") for s in (0.7, 0.9, 0.99))
+
+
+def _cases():
+    for n, k, s, weights in _grid():
+        for b in BATCHES:
+            for impl in IMPLS:
+                yield pytest.param(n, k, s, b, weights, impl, id=f"{impl}-{n}x{k}-s{s:.2f}-B{b}-{weights}")
+
+
+_CACHE: dict = {}
+
+
+def _weights(n, k, sparsity, weights):
+    """The dense weight, its pruned CSR form and the anchors' copies, enough for ``weights='cold'``."""
+    key = (n, k, sparsity, weights)
+    if key not in _CACHE:
+        _CACHE.clear()  # one parametrisation's weights at a time
+        rng = np.random.default_rng(0)
+        W = rng.standard_normal((n, k), dtype=np.float32)
+        csr = na.prune(W, sparsity)
+        W = csr.to_dense()
+
+        def copies(nbytes):
+            return 1 if weights == "hot" else max(2, -(-2 * L3_BYTES // max(nbytes, 1)))
+
+        _CACHE[key] = {
+            "dense": [W] + [W.copy() for _ in range(copies(W.nbytes) - 1)],
+            "numaccel": [csr] + [na.CSRWeight(csr.indptr, csr.indices, csr.data, csr.shape)
+                                 for _ in range(copies(csr.nbytes) - 1)],
+            "csr": csr,
+        }
+    return _CACHE[key]
+
+
+def _anchor_copies(ws, impl):
+    if impl not in ws:
+        csr = ws["csr"]
+        ncopy = len(ws["numaccel"])
+        if impl in ("scipy", "mkl"):
+            ws[impl] = [csr.to_scipy() for _ in range(ncopy)]
+        elif impl == "torch":
+            ws[impl] = [
+                torch.sparse_csr_tensor(torch.from_numpy(csr.indptr.astype(np.int64)),
+                                        torch.from_numpy(csr.indices.astype(np.int64)),
+                                        torch.from_numpy(csr.data.copy()), size=csr.shape)
+                for _ in range(ncopy)
+            ]
+    return ws[impl]
+
+
+@pytest.mark.parametrize(("n", "k", "sparsity", "batch", "weights", "impl"), list(_cases()))
+def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
+    missing = {"scipy": sp is None, "torch": torch is None, "mkl": dot_product_mkl is None}
+    if missing.get(impl):
+        pytest.skip(f"{impl} is not installed")
+    ws = _weights(n, k, sparsity, weights)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((batch, k), dtype=np.float32)
+    if batch == 1:
+        x = x[0]
+    xt = np.ascontiguousarray(x.T) if batch > 1 else x  # (K, B) for the W @ x.T anchors
+    info = dict(family="csr", impl=impl, N=n, K=k, batch=batch, dtype="float32", sparsity=sparsity,
+                group_size=None, weights=weights, threads=numba.get_num_threads(), device="cpu")
+    if impl == "numpy":
+        info["blas"] = BLAS
+    count = [0]
+
+    def pick(seq):
+        count[0] += 1
+        return seq[count[0] % len(seq)]
+
+    if impl == "numaccel":
+        def fn():
+            return na.linear(x, pick(ws["numaccel"]))
+    elif impl == "numpy":
+        def fn():
+            return x @ pick(ws["dense"]).T
+    elif impl == "scipy":
+        mats = _anchor_copies(ws, "scipy")
+
+        def fn():
+            return (pick(mats) @ xt).T
+    elif impl == "mkl":
+        mats = _anchor_copies(ws, "mkl")
+
+        def fn():
+            return dot_product_mkl(pick(mats), xt).T
+    else:
+        mats = _anchor_copies(ws, "torch")
+        tx = torch.from_numpy(xt.reshape(k, -1))
+
+        def fn():
+            with torch.no_grad():
+                return torch.matmul(pick(mats), tx).T
+
+    t0 = time.perf_counter()
+    y = fn()  # untimed warm-up (compile, thread start) and the size-cap estimate
+    est = time.perf_counter() - t0
+    if est > 5 * CAP_SECONDS:
+        pytest.skip(f"{impl} over the size cap: one call took {est:.2f} s")
+    ref = ws["dense"][count[0] % len(ws["dense"])]
+    got = np.asarray(y).reshape(-1, n) if batch > 1 else np.asarray(y).reshape(n)
+    want = x @ ref.T
+    assert np.linalg.norm(got - want) <= 1e-4 * np.linalg.norm(want)  # the anchors compute the same thing
+    for _ in range(min(len(ws["numaccel"]), 8)):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    est = max(time.perf_counter() - t0, 1e-5)
+    if est > CAP_SECONDS:
+        pytest.skip(f"{impl} over the size cap: one call took {est:.2f} s")
+    rounds = int(min(500, max(5, TARGET_SECONDS / est)))
+    time.sleep(0.25)  # let the previous library's spinning threads go idle
+    benchmark.group = f"csr-{n}x{k}-s{sparsity:.2f}-B{batch}-{weights}"
+    benchmark.extra_info.update(info)
+    benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)
