@@ -15,7 +15,8 @@ from numaccel._kernels import vnni_x86
 
 # (N, K, B): N not a multiple of the 64-row panel, odd K, K smaller than a group, B = 1, an empty batch,
 # and a batch large enough for the activations to be copied into several blocks of the reduction axis
-SHAPES = [(37, 301, 5), (130, 64, 1), (64, 200, 13), (3, 20, 2), (1, 1, 1), (9, 40, 0), (70, 1100, 20)]
+SHAPES = [(37, 301, 5), (130, 64, 1), (64, 200, 13), (70, 150, 7), (3, 20, 2), (1, 1, 1), (9, 40, 0),
+          (70, 1100, 20)]
 GROUPS = [None, 32, 64, 128, 100]
 NO_VNNI = pytest.mark.skipif(not vnni_x86.HAVE_VNNI, reason="CPU without AVX-512 VNNI")
 PATHS = [

@@ -13,11 +13,13 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .vnni_x86 import MAX_RB, MK_F32, MK_I8F32, MK_VNNI, PANEL
+from .vnni_x86 import MAX_RB, MK_F32, MK_I8F32, MK_I8F32_WIDE, MK_VNNI, MK_VNNI_WIDE, PANEL, WIDE_RB
 
 _F1, _F2, _F3, _F4, _F5, _F6 = MK_F32
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
+_IW0, _IW1 = MK_I8F32_WIDE
+_VW0, _VW1 = MK_VNNI_WIDE
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
@@ -176,7 +178,10 @@ def _tile_f32(w, wr0, x, b0, nb, k0, kn, acc, init):
 
 @njit(inline="always")
 def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb >= 6:
+    if nb > 6:  # 7 or 8 rows: two 8 x 32 tiles, one pass over the weight block
+        _IW0(w, wr0, x, b0, nb, k0, kn, acc, init)
+        _IW1(w, wr0, x, b0, nb, k0, kn, acc, init)
+    elif nb == 6:
         _I6(w, wr0, x, b0, 6, k0, kn, acc, init)
     elif nb == 5:
         _I5(w, wr0, x, b0, 5, k0, kn, acc, init)
@@ -192,7 +197,10 @@ def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
 
 @njit(inline="always")
 def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb >= 6:
+    if nb > 6:  # 7 or 8 rows: two 8 x 32 tiles, one pass over the weight block
+        _VW0(w, wr0, x, b0, nb, k0, kn, acc, init)
+        _VW1(w, wr0, x, b0, nb, k0, kn, acc, init)
+    elif nb == 6:
         _V6(w, wr0, x, b0, 6, k0, kn, acc, init)
     elif nb == 5:
         _V5(w, wr0, x, b0, 5, k0, kn, acc, init)
@@ -252,6 +260,7 @@ def _qmm_int8_panels_pc(panels, s, xp, kc, out):
     P, K, _ = panels.shape
     NKB, B, KX = xp.shape
     N = out.shape[1]
+    rt = WIDE_RB if MAX_RB < B <= WIDE_RB else MAX_RB
     for p in prange(P):
         n0 = p * PANEL
         acc = np.empty((B, PANEL), np.float32)
@@ -261,8 +270,8 @@ def _qmm_int8_panels_pc(panels, s, xp, kc, out):
             xb = xp[kb]
             for k0 in range(base, min(base + KX, K), kc):
                 kn = min(kc, min(base + KX, K) - k0)
-                for b0 in range(0, B, MAX_RB):
-                    _tile_i8f32(w, k0, xb, b0, min(MAX_RB, B - b0), k0 - base, kn, acc, k0 == 0)
+                for b0 in range(0, B, rt):
+                    _tile_i8f32(w, k0, xb, b0, min(rt, B - b0), k0 - base, kn, acc, k0 == 0)
         sp = s[n0:n0 + PANEL]
         for b in range(B):
             o = out[b, n0:min(n0 + PANEL, N)]
@@ -275,10 +284,11 @@ def _qmm_int8_panels_pc(panels, s, xp, kc, out):
 def _vnni_steps(w, xb, ga, gb, off, kc4, B, acc, fresh):
     """int32 sums over the steps ``ga .. gb`` of 4 features into ``acc`` (``off`` = first step held by the
     activation block ``xb``), overwriting ``acc`` first when ``fresh``."""
+    rt = WIDE_RB if MAX_RB < B <= WIDE_RB else MAX_RB
     for k0 in range(ga, gb, kc4):
         kn = min(kc4, gb - k0)
-        for b0 in range(0, B, MAX_RB):
-            _tile_vnni(w, k0, xb, b0, min(MAX_RB, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
+        for b0 in range(0, B, rt):
+            _tile_vnni(w, k0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)

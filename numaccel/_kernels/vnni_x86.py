@@ -4,10 +4,10 @@ Each micro-kernel computes one register tile of an outer-product GEMM over a ran
 with its accumulators in LLVM vector registers (allocas that LLVM promotes), which plain Numba code cannot
 express. Two families:
 
-* ``MK_F32[rb]`` / ``MK_I8F32[rb]``: float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb``
+* ``MK_F32[rb]`` / ``MK_I8F32[rb]`` (and ``MK_I8F32_WIDE``, 8 rows x 32 columns): float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb``
   activation rows, where ``w`` is a float32 panel or an int8 panel converted on the fly (``sext``,
   ``sitofp``). Generic LLVM vector IR (``llvm.fma.v16f32``): portable to any target LLVM supports.
-* ``MK_VNNI[rb]``: exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and an
+* ``MK_VNNI[rb]`` (and ``MK_VNNI_WIDE``): exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and an
   int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
   ``llvm.x86.avx512.vpdpbusd.512``. Only for hosts with AVX-512 VNNI (``HAVE_VNNI``); callers must not
   compile it elsewhere.
@@ -77,9 +77,10 @@ def _rows(builder, b0, nb, rb):
     return out
 
 
-def _tile_codegen(kind, rb):
-    """Code generator of one micro-kernel; ``kind`` is "f32", "i8f32" or "vnni"."""
-    nv = PANEL // LANES
+def _tile_codegen(kind, rb, vecs):
+    """Code generator of one micro-kernel; ``kind`` is "f32", "i8f32" or "vnni"; ``vecs`` the 16-column
+    vectors of the 64-column panel that the tile covers."""
+    nv = len(vecs)
     acc_vt = _v16i if kind == "vnni" else _v16f
     acc_et = _i32 if kind == "vnni" else _f32
 
@@ -111,7 +112,7 @@ def _tile_codegen(kind, rb):
             with otherwise:
                 for i in range(rb):
                     for v in range(nv):
-                        builder.store(_vload(builder, aaddr[i], 64 * v, acc_vt, 4), accs[i][v])
+                        builder.store(_vload(builder, aaddr[i], 64 * vecs[v], acc_vt, 4), accs[i][v])
 
         if kind == "vnni":
             dp = cgutils.get_or_insert_function(
@@ -127,12 +128,12 @@ def _tile_codegen(kind, rb):
             wv = []
             for v in range(nv):
                 if kind == "f32":
-                    wv.append(_vload(builder, wrow, 64 * v, _v16f, 4))
+                    wv.append(_vload(builder, wrow, 64 * vecs[v], _v16f, 4))
                 elif kind == "i8f32":
-                    b = _vload(builder, wrow, 16 * v, _v16b, 1)
+                    b = _vload(builder, wrow, 16 * vecs[v], _v16b, 1)
                     wv.append(builder.sitofp(builder.sext(b, _v16i), _v16f))
                 else:
-                    wv.append(builder.bitcast(_vload(builder, wrow, 64 * v, _v64b, 1), _v16i))
+                    wv.append(builder.bitcast(_vload(builder, wrow, 64 * vecs[v], _v64b, 1), _v16i))
             koff = builder.mul(k, ir.Constant(_i64, 4))
             for i in range(rb):
                 xs = builder.load(_ptr(builder, builder.add(xaddr[i], koff), acc_et), align=4)
@@ -146,24 +147,29 @@ def _tile_codegen(kind, rb):
                     builder.store(a, accs[i][v])
         for i in range(rb):
             for v in range(nv):
-                p = _ptr(builder, builder.add(aaddr[i], ir.Constant(_i64, 64 * v)), acc_vt)
+                p = _ptr(builder, builder.add(aaddr[i], ir.Constant(_i64, 64 * vecs[v])), acc_vt)
                 builder.store(builder.load(accs[i][v]), p, align=4)
         return context.get_dummy_value()
 
     return codegen
 
 
-def _make_tile(kind, rb):
-    codegen = _tile_codegen(kind, rb)
+def _make_tile(kind, rb, vecs=tuple(range(PANEL // LANES))):
+    codegen = _tile_codegen(kind, rb, vecs)
 
     def typer(typingctx, w, wr0, x, b0, nb, k0, kn, acc, init):
         return types.void(w, wr0, x, b0, nb, k0, kn, acc, init), codegen
 
-    typer.__name__ = f"_mk_{kind}_{rb}"
+    typer.__name__ = f"_mk_{kind}_{rb}x{16 * len(vecs)}_{vecs[0]}"
     return intrinsic(typer)
 
 
-# One intrinsic per (kind, tile height), built once at import.
+# One intrinsic per (kind, tile height), built once at import: tiles of 1..6 rows x 64 columns, and tiles
+# of 8 rows x 32 columns (the two halves of a panel), so that a batch of 7 or 8 rows reads each weight
+# block once from memory instead of once per tile.
 MK_F32 = tuple(_make_tile("f32", rb) for rb in range(1, MAX_RB + 1))
 MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
 MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))
+WIDE_RB = 8
+MK_I8F32_WIDE = (_make_tile("i8f32", WIDE_RB, (0, 1)), _make_tile("i8f32", WIDE_RB, (2, 3)))
+MK_VNNI_WIDE = (_make_tile("vnni", WIDE_RB, (0, 1)), _make_tile("vnni", WIDE_RB, (2, 3)))
