@@ -54,6 +54,9 @@ def test_spmm_csr_parity(rng, parity):
     parity(out, ref_spmm(A, B))
     v = rng.standard_normal(19).astype(np.float32)
     parity(na.spmm(A, v, device="cuda"), ref_spmm(A, v))
+    dout = cuda.to_device(nan_filled((23, 7)))
+    assert na.spmm(A, cuda.to_device(np.ascontiguousarray(B)), out=dout, device="cuda") is dout
+    parity(dout.copy_to_host(), ref_spmm(A, B))
 
 
 @pytest.mark.parametrize(
