@@ -4,13 +4,14 @@ Each micro-kernel computes one register tile of an outer-product GEMM over a ran
 with its accumulators in LLVM vector registers (allocas that LLVM promotes), which plain Numba code cannot
 express. Two families:
 
-* ``MK_F32[rb]`` / ``MK_I8F32[rb]`` (and ``MK_I8F32_WIDE``, 8 rows x 32 columns): float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb``
+* ``MK_F32[rb]`` / ``MK_I8F32[rb]``: float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb``
   activation rows, where ``w`` is a float32 panel or an int8 panel converted on the fly (``sext``,
   ``sitofp``). Generic LLVM vector IR (``llvm.fma.v16f32``): portable to any target LLVM supports.
-* ``MK_VNNI[rb]`` (and ``MK_VNNI_WIDE``): exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and an
-  int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
+* ``MK_VNNI[rb]``: exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and
+  an int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
   ``llvm.x86.avx512.vpdpbusd.512``. Only for hosts with AVX-512 VNNI (``HAVE_VNNI``); callers must not
   compile it elsewhere.
+* ``MK_I8F32_WIDE`` / ``MK_VNNI_WIDE``: the same for 8 rows and one half (32 columns) of the panel each.
 
 Contract of every micro-kernel (inputs validated by the caller, nothing checked here): ``w`` C-contiguous
 2-D with 64 (float, int8) or 256 (VNNI) elements per row, reading rows ``wr0 .. wr0 + kn``; ``x`` 2-D
