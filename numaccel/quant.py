@@ -82,6 +82,13 @@ class Int8Weight:
     made read-only, so a kernel call costs O(1) in checks. Codes made elsewhere can be wrapped directly:
     GGML's Q8_0 blocks are ``Int8Weight(q, d, group_size=32)``.
 
+    The kernels read the codes in 64-row panels: the first float32 call makes a private copy of the codes
+    in that layout, the first W8A8 call (``linear(..., activations="int8")``) another one with 4 features of
+    each row together (for AVX-512 VNNI ``vpdpbusd``); each costs ``N * K`` bytes, is made once and is not
+    counted in ``nbytes``. W8A8 uses VNNI when the CPU has it (decided at import); set the environment
+    variable ``NUMACCEL_NO_VNNI=1`` before importing numaccel to force the portable kernel. W8A8 results are
+    exact integer dot products (32-bit, exact for groups of up to about 130 000 features) scaled in float32.
+
     Examples
     --------
     >>> import numpy as np, numaccel as na
