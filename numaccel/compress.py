@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_fraction
-from .nn import Linear, Sequential, as_model
+from .nn import Sequential, as_model, densify
 from .sparse import CSRWeight, magnitude_mask
 
 __all__ = ["compress"]
@@ -14,7 +14,7 @@ _FORMATS = ("best", "csr", "int8")
 
 
 def _relative_error(w, ref: np.ndarray) -> float:
-    approx = Linear(w).dense_weight().astype(np.float64)
+    approx = densify(w).astype(np.float64)
     denom = float(np.linalg.norm(ref))
     err = float(np.linalg.norm(approx - ref))
     return err / denom if denom else err
@@ -122,7 +122,7 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
         if finetune_epochs:
             raise ValueError("finetune_epochs needs sparsity=...: fine-tuning follows pruning")
         biases = None
-        stored = list(weights)
+        stored = [layer.weight for layer in model.linears]
     if int8:
         from .quant import quantize
 

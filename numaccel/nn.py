@@ -16,7 +16,7 @@ import numpy as np
 from ._validate import as_float_array, check_finite
 from .linear import check_bias, linear
 
-__all__ = ["GELU", "MLP", "Linear", "ReLU", "Sequential", "erf", "weight_format"]
+__all__ = ["GELU", "MLP", "Linear", "ReLU", "Sequential", "densify", "erf", "weight_format"]
 
 
 def weight_format(weight) -> str:
@@ -25,6 +25,16 @@ def weight_format(weight) -> str:
         return "dense"
     name = type(weight).__name__
     return {"CSRWeight": "csr", "Int8Weight": "int8"}.get(name, name)
+
+
+def densify(weight) -> np.ndarray:
+    """Any weight as a dense float32 ``(N, K)`` array (the array itself, to_dense() or dequantize())."""
+    if isinstance(weight, np.ndarray):
+        return weight.astype(np.float32, copy=False)
+    for method in ("to_dense", "dequantize"):
+        if hasattr(weight, method):
+            return np.asarray(getattr(weight, method)(), dtype=np.float32)
+    raise TypeError(f"cannot densify a {type(weight).__name__} weight (no to_dense() or dequantize())")
 
 
 def _weight_nbytes(weight) -> int:
@@ -108,13 +118,7 @@ class Linear:
 
     def dense_weight(self) -> np.ndarray:
         """The weight as a dense float32 ``(N, K)`` array (a new array for compressed formats)."""
-        w = self.weight
-        if isinstance(w, np.ndarray):
-            return w.astype(np.float32, copy=False)
-        for method in ("to_dense", "dequantize"):
-            if hasattr(w, method):
-                return np.asarray(getattr(w, method)(), dtype=np.float32)
-        raise TypeError(f"cannot densify a {type(w).__name__} weight (no to_dense() or dequantize())")
+        return densify(self.weight)
 
     def __call__(self, x, **kwargs):
         return linear(x, self.weight, self.bias, **kwargs)
