@@ -102,10 +102,11 @@ class DeviceCSRWeight(_DeviceWeight):
     density = property(lambda self: self._host.density)
 
 
-def _pack_int8(q: np.ndarray, group_size) -> tuple[np.ndarray, int, int]:
+def _pack_int8(q: np.ndarray, group_size) -> tuple[np.ndarray, np.ndarray, int, int]:
     """Int8 codes (N, K) as int32 words (N, G * gw) in the group-padded layout of ``int8_cuda``.
 
-    Returns ``(words, gs, gw)``: the group length and the words per (zero-padded) group.
+    Returns ``(words, kmap, gs, gw)``: the words, the input feature of each code position of a row (-1 on
+    padding), the group length and the words per (zero-padded) group.
     """
     n, k = q.shape
     gs = max(k, 1) if group_size is None else group_size
@@ -116,7 +117,10 @@ def _pack_int8(q: np.ndarray, group_size) -> tuple[np.ndarray, int, int]:
     full[:, :k] = q
     padded[:, :, :gs] = full.reshape(n, groups, gs)
     words = padded.reshape(n, groups * 4 * gw).view(np.dtype("<i4")).astype(np.int32)
-    return words, gs, gw
+    pos = np.arange(4 * gw)
+    kmap = (np.arange(groups)[:, None] * gs + pos[None, :]).astype(np.int32)
+    kmap[(pos[None, :] >= gs) | (kmap >= k)] = -1
+    return words, kmap.ravel(), gs, gw
 
 
 class DeviceInt8Weight(_DeviceWeight):
@@ -127,16 +131,17 @@ class DeviceInt8Weight(_DeviceWeight):
     ``shape``, ``group_size`` and ``nbytes`` are those of the host weight, which ``to_host()`` returns.
     """
 
-    __slots__ = ("qwords", "scales", "zero_points", "gs", "gw")
+    __slots__ = ("qwords", "kmap", "scales", "zero_points", "gs", "gw")
 
     def __init__(self, host, cuda):
         n, _ = host.shape
-        words, gs, gw = _pack_int8(host.qweight, host.group_size)
+        words, kmap, gs, gw = _pack_int8(host.qweight, host.group_size)
         groups = words.shape[1] // gw
         self._host = host
         self.gs = gs
         self.gw = gw
         self.qwords = cuda.to_device(words)
+        self.kmap = cuda.to_device(kmap)
         self.scales = cuda.to_device(np.ascontiguousarray(host.scales, dtype=np.float32).reshape(n, groups))
         zps = host.zero_points
         zps = np.zeros((n, groups), np.int32) if zps is None else zps.astype(np.int32).reshape(n, groups)
@@ -395,7 +400,7 @@ def _linear_int8(w: DeviceInt8Weight, x, bias, has_bias, out, activations, cuda)
         x1 = x if x.ndim == 1 else x[0]
         o1 = out if out.ndim == 1 else out[0]
         int8_cuda._gemv_int8_cuda[_blocks(n, int8_cuda.GEMV_WARPS), int8_cuda.GEMV_THREADS](
-            w.qwords, w.scales, w.zero_points, w.gw, w.gs, x1, bias, has_bias, o1)
+            w.qwords, w.scales, w.zero_points, w.kmap, w.gw, x1, bias, has_bias, o1)
         return
     x2 = _rows(x)
     out2 = _rows(out)
@@ -404,14 +409,14 @@ def _linear_int8(w: DeviceInt8Weight, x, bias, has_bias, out, activations, cuda)
     grid = (_blocks(n, t), _blocks(nb, t))
     threads = (int8_cuda.GEMM_SIDE, int8_cuda.GEMM_SIDE)
     if activations is None:
-        int8_cuda._gemm_int8_cuda[grid, threads](w.qwords, w.scales, w.zero_points, w.gw, w.gs, x2, bias,
+        int8_cuda._gemm_int8_cuda[grid, threads](w.qwords, w.scales, w.zero_points, w.kmap, w.gw, x2, bias,
                                                  has_bias, out2)
         return
     groups = w.scales.shape[1]
     qx = _scratch("qx", (nb, w.qwords.shape[1]), np.int32, cuda)
     sx = _scratch("sx", (nb,), np.float64, cuda)
     qsum = _scratch("qsum", (nb, groups), np.int32, cuda)
-    int8_cuda._quantize_rows_cuda[nb, int8_cuda.QUANT_THREADS](x2, w.gw, w.gs, qx, sx, qsum)
+    int8_cuda._quantize_rows_cuda[nb, int8_cuda.QUANT_THREADS](x2, w.kmap, w.gs, qx, sx, qsum)
     int8_cuda._w8a8_int8_cuda[grid, threads](w.qwords, w.scales, w.zero_points, w.gw, qx, sx, qsum, bias,
                                              has_bias, out2)
 

@@ -107,8 +107,9 @@ def ref_int_matmul(qx, qw) -> np.ndarray:
 
 
 def ref_linear_w8a8(x, weight, bias=None) -> np.ndarray:
-    """W8A8 ``linear``: rows of ``x`` quantized by ``ref_quantize_rows_uint8``, then ``(qx * sx) @ W.T + bias``
-    in float64 with the weight's dequantized values (what an exact int8 kernel computes, up to rounding)."""
+    """W8A8 ``linear``: rows of ``x`` quantized by ``ref_quantize_rows_uint8``, then
+    ``(qx * sx) @ W.T + bias`` in float64 with the weight's dequantized values (what an exact int8 kernel
+    computes, up to rounding)."""
     x = np.asarray(x, dtype=np.float64)
     qx, sx = ref_quantize_rows_uint8(x.reshape(-1, x.shape[-1]))
     y = ref_linear(qx * sx[:, None], weight, bias)

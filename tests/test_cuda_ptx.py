@@ -42,12 +42,13 @@ def _signatures():
     for a in (f2c, f2a):
         sigs.append(("csr_cuda", "_transpose_cuda", f"void({a}, {f2c})"))
     w = f"{i2c}, {f2c}, {i2c}"
+    kmap = "int32[::1]"
     for x in (f1c, f1a):
-        sigs.append(("int8_cuda", "_gemv_int8_cuda", f"void({w}, int64, int64, {x}, {f1c}, int64, {f1c})"))
+        sigs.append(("int8_cuda", "_gemv_int8_cuda", f"void({w}, {kmap}, int64, {x}, {f1c}, int64, {f1c})"))
     for x in (f2c, f2a):
-        sigs.append(("int8_cuda", "_gemm_int8_cuda", f"void({w}, int64, int64, {x}, {f1c}, int64, {f2c})"))
+        sigs.append(("int8_cuda", "_gemm_int8_cuda", f"void({w}, {kmap}, int64, {x}, {f1c}, int64, {f2c})"))
         sigs.append(("int8_cuda", "_quantize_rows_cuda",
-                     f"void({x}, int64, int64, {i2c}, float64[::1], {i2c})"))
+                     f"void({x}, {kmap}, int64, {i2c}, float64[::1], {i2c})"))
     sigs.append(("int8_cuda", "_w8a8_int8_cuda",
                  f"void({w}, int64, {i2c}, float64[::1], {i2c}, {f1c}, int64, {f2c})"))
     return sigs

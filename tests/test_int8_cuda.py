@@ -88,12 +88,16 @@ def test_packed_word_layout(rng, group_size):
     from numaccel._cuda import _pack_int8
 
     q = rng.integers(-128, 128, size=(5, 11), dtype=np.int8)
-    words, gs, gw = _pack_int8(q, group_size)
+    words, kmap, gs, gw = _pack_int8(q, group_size)
     codes = words.view(np.dtype("<i4")).view(np.int8).reshape(5, -1, 4 * gw)
     assert codes.shape[1] == (1 if group_size is None else -(-11 // group_size))
     flat = np.concatenate([codes[:, g, :gs] for g in range(codes.shape[1])], axis=1)[:, :11]
     np.testing.assert_array_equal(flat, q)
     assert int(np.abs(codes.astype(np.int64)).sum()) == int(np.abs(q.astype(np.int64)).sum())
+    # kmap names the feature of every code position, -1 exactly where the padding is
+    pos = codes.reshape(5, -1)
+    np.testing.assert_array_equal(pos[:, kmap >= 0], q[:, kmap[kmap >= 0]])
+    np.testing.assert_array_equal(np.sort(kmap[kmap >= 0]), np.arange(11))
 
 
 def test_dp4a_stand_in_is_exact(rng):

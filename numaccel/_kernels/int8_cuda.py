@@ -9,6 +9,8 @@ Contract shared by every kernel here (inputs validated and laid out by ``numacce
   words, so no word straddles two groups. Word ``w`` holds group ``w // gw``; its byte ``t`` is input
   feature ``k = (w // gw) * gs + 4 * (w % gw) + t`` when ``4 * (w % gw) + t < gs`` and ``k < K``, and
   padding otherwise. Per-channel scales are the case G = 1, gs = K.
+- ``kmap`` int32 (G * gw * 4,): that map, computed once on the host: the input feature ``k`` of every
+  code position of a row, -1 on padding (so kernels need no integer division to find it).
 - ``scales`` float32 (N, G); ``zps`` int32 (N, G) (zeros for symmetric codes).
 - float activations ``x`` float32 (B, K), any strides; ``out`` float32 (B, N) or (N,), every element
   written once; ``bias`` float32 (N,) read only when ``has_bias`` is 1.
@@ -117,7 +119,7 @@ def _store_tile(acc, b0, n0, bias, has_bias, out):
 
 
 @cuda.jit(cache=True)
-def _gemv_int8_cuda(qwords, scales, zps, gw, gs, x, bias, has_bias, out):
+def _gemv_int8_cuda(qwords, scales, zps, kmap, gw, x, bias, has_bias, out):
     """``out[n] = sum_k (q[n, k] - zp) * scale * x[k] (+ bias[n])``; ``x`` (K,), ``out`` (N,).
 
     Each lane reads whole 4-byte words of its row (a warp reads 128 consecutive bytes per step); the block
@@ -130,25 +132,29 @@ def _gemv_int8_cuda(qwords, scales, zps, gw, gs, x, bias, has_bias, out):
     lane = tid % GEMV_LANES
     row = cuda.blockIdx.x * GEMV_WARPS + tid // GEMV_LANES
     n = out.shape[0]
-    k_total = x.shape[0]
     nwords = qwords.shape[1]
+    npos = kmap.shape[0]
     acc = float32(0.0)
     for c0 in range(0, nwords, GEMV_CHUNK_WORDS):
         cuda.syncthreads()
         for e in range(tid, GEMV_CHUNK, GEMV_THREADS):
-            w = c0 + e // 4
-            j = w // gw
-            o = (w - j * gw) * 4 + e % 4
-            k = j * gs + o
+            p = c0 * 4 + e
             v = float32(0.0)
-            if w < nwords and o < gs and k < k_total:
-                v = x[k]
+            if p < npos:
+                k = kmap[p]
+                if k >= 0:
+                    v = x[k]
             sh_x[e] = v
         cuda.syncthreads()
         if row < n:
+            # group of the lane's word, advanced as the word advances (no division per word)
+            j = (c0 + lane) // gw
+            g_end = (j + 1) * gw
             for w in range(c0 + lane, min(c0 + GEMV_CHUNK_WORDS, nwords), GEMV_LANES):
+                while w >= g_end:
+                    j += 1
+                    g_end += gw
                 word = qwords[row, w]
-                j = w // gw
                 e = (w - c0) * 4
                 x0 = sh_x[e]
                 x1 = sh_x[e + 1]
@@ -162,7 +168,7 @@ def _gemv_int8_cuda(qwords, scales, zps, gw, gs, x, bias, has_bias, out):
 
 
 @cuda.jit(cache=True)
-def _gemm_int8_cuda(qwords, scales, zps, gw, gs, x, bias, has_bias, out):
+def _gemm_int8_cuda(qwords, scales, zps, kmap, gw, x, bias, has_bias, out):
     """``out[b, n] = sum_k x[b, k] * (q[n, k] - zp) * scale (+ bias[n])``; ``x`` (B, K), ``out`` (B, N).
 
     Shared-memory tiling: per K step the block stages GEMM_TILE activation rows and GEMM_TILE weight rows
@@ -179,8 +185,8 @@ def _gemm_int8_cuda(qwords, scales, zps, gw, gs, x, bias, has_bias, out):
     n0 = cuda.blockIdx.x * GEMM_TILE
     b0 = cuda.blockIdx.y * GEMM_TILE
     nb, nn = out.shape
-    k_total = x.shape[1]
     nwords = qwords.shape[1]
+    npos = kmap.shape[0]
     for i in range(GEMM_MICRO2):
         acc[i] = 0
     for w0 in range(0, nwords, GEMM_KW):
@@ -188,13 +194,12 @@ def _gemm_int8_cuda(qwords, scales, zps, gw, gs, x, bias, has_bias, out):
         for e in range(tid, GEMM_TILE * GEMM_K, GEMM_SIDE * GEMM_SIDE):
             r = e // GEMM_K
             kk = e % GEMM_K
-            w = w0 + kk // 4
-            j = w // gw
-            o = (w - j * gw) * 4 + kk % 4
-            k = j * gs + o
+            p = w0 * 4 + kk
             v = float32(0.0)
-            if b0 + r < nb and w < nwords and o < gs and k < k_total:
-                v = x[b0 + r, k]
+            if b0 + r < nb and p < npos:
+                k = kmap[p]
+                if k >= 0:
+                    v = x[b0 + r, k]
             sh_x[r, kk] = v
         # weights: GEMM_TILE rows x GEMM_KW words, dequantized into floats
         for e in range(tid, GEMM_TILE * GEMM_KW, GEMM_SIDE * GEMM_SIDE):
@@ -221,7 +226,7 @@ def _gemm_int8_cuda(qwords, scales, zps, gw, gs, x, bias, has_bias, out):
 
 
 @cuda.jit(cache=True)
-def _quantize_rows_cuda(x, gw, gs, qx, sx, qsum):
+def _quantize_rows_cuda(x, kmap, gs, qx, sx, qsum):
     """Symmetric per-row quantization of activations for W8A8, as ``int8_cpu._quantize_rows_int8``:
     ``sx[b] = max|x[b]| / 127`` (float64), codes ``clip(rint(x / sx[b]), -127, 127)`` (zeros for an
     all-zero row) packed into ``qx`` int32 (B, G * gw) in the group-padded layout, and ``qsum`` int32
@@ -248,13 +253,11 @@ def _quantize_rows_cuda(x, gw, gs, qx, sx, qsum):
     if tid == 0:
         sx[b] = s
     for w in range(tid, nwords, QUANT_THREADS):
-        j = w // gw
         word = 0
         for t in range(4):
-            o = (w - j * gw) * 4 + t
-            k = j * gs + o
+            k = kmap[4 * w + t]
             c = 0
-            if o < gs and k < k_total and s > 0:
+            if k >= 0 and s > 0:
                 c = min(max(round(float64(x[b, k]) / s), -127), 127)
             if t < 3:
                 word |= (c & 0xFF) << (8 * t)
