@@ -182,3 +182,13 @@ def test_compress_with_fine_tuning_keeps_the_sparsity(rng):
 def test_compress_rejects_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
         na.compress(nn.MLP.init([4, 3], seed=0), **kwargs)
+
+
+def test_compress_keeps_what_it_does_not_change(rng):
+    W = rng.standard_normal((16, 8)).astype(np.float32)
+    sparse = nn.MLP.from_arrays([na.prune(W, 0.9)])
+    same = na.compress(sparse)
+    assert same.linears[0].weight is sparse.linears[0].weight and same.report[0]["error"] == 0.0
+    assert na.compress(sparse, int8=True).report[0]["format"] == "csr"  # 0.7 B/weight beats 1 B/weight
+    dense = na.compress(sparse, int8=True, format="int8")
+    assert dense.report[0]["format"] == "int8" and dense.report[0]["density"] == pytest.approx(0.1, abs=0.01)
