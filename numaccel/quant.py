@@ -34,7 +34,7 @@ _KC_VNNI = 512
 # with many rows K apart, a register tile's rows fall into the same cache sets and evict each other.
 _PACK_MIN_B = 16
 _KX_F32 = 256
-_KX_U8 = 1024
+_KX_U8 = 512
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
