@@ -34,12 +34,14 @@ from numba.cuda.core import config as _cuda_config
 from .csr_cuda import _store_lane_sum
 
 # Weight-only GEMV (B = 1): one warp per output row, GEMV_WARPS rows per block; the activations are staged
-# in shared memory GEMV_CHUNK_WORDS words (4 features each) at a time.
+# in shared memory GEMV_CHUNK_WORDS words (4 features each) at a time; each lane has GEMV_UNROLL word
+# loads in flight.
 GEMV_LANES = 32
 GEMV_WARPS = 8
 GEMV_THREADS = GEMV_LANES * GEMV_WARPS
 GEMV_CHUNK_WORDS = 512
 GEMV_CHUNK = GEMV_CHUNK_WORDS * 4
+GEMV_UNROLL = 4
 # Tiled GEMMs: GEMM_SIDE x GEMM_SIDE threads compute a GEMM_TILE x GEMM_TILE output tile, each thread a
 # GEMM_MICRO x GEMM_MICRO micro-tile of outputs spaced GEMM_SIDE apart.
 GEMM_SIDE = 16
@@ -122,9 +124,9 @@ def _store_tile(acc, b0, n0, bias, has_bias, out):
 def _gemv_int8_cuda(qwords, scales, zps, kmap, gw, x, bias, has_bias, out):
     """``out[n] = sum_k (q[n, k] - zp) * scale * x[k] (+ bias[n])``; ``x`` (K,), ``out`` (N,).
 
-    Each lane reads whole 4-byte words of its row (a warp reads 128 consecutive bytes per step); the block
-    stages ``x`` in shared memory in the group-padded layout (zeros on padding), so the inner loop has no
-    branch. Launch: 1-D blocks of GEMV_THREADS, ``ceil(N / GEMV_WARPS)`` blocks.
+    Each lane reads whole 4-byte words of its row, GEMV_UNROLL of them before using any (a warp reads 128
+    consecutive bytes per load); the block stages ``x`` in shared memory in the group-padded layout (zeros on
+    padding), so padding needs no test. Launch: 1-D blocks of GEMV_THREADS, ``ceil(N / GEMV_WARPS)`` blocks.
     """
     sh_x = cuda.shared.array(GEMV_CHUNK, float32)
     partial = cuda.shared.array(GEMV_THREADS, float32)
@@ -135,6 +137,7 @@ def _gemv_int8_cuda(qwords, scales, zps, kmap, gw, x, bias, has_bias, out):
     nwords = qwords.shape[1]
     npos = kmap.shape[0]
     acc = float32(0.0)
+    words = cuda.local.array(GEMV_UNROLL, int32)
     for c0 in range(0, nwords, GEMV_CHUNK_WORDS):
         cuda.syncthreads()
         for e in range(tid, GEMV_CHUNK, GEMV_THREADS):
@@ -147,24 +150,37 @@ def _gemv_int8_cuda(qwords, scales, zps, kmap, gw, x, bias, has_bias, out):
             sh_x[e] = v
         cuda.syncthreads()
         if row < n:
+            c1 = min(c0 + GEMV_CHUNK_WORDS, nwords)
             # group of the lane's word, advanced as the word advances (no division per word)
             j = (c0 + lane) // gw
             g_end = (j + 1) * gw
-            for w in range(c0 + lane, min(c0 + GEMV_CHUNK_WORDS, nwords), GEMV_LANES):
-                while w >= g_end:
-                    j += 1
-                    g_end += gw
-                word = qwords[row, w]
-                e = (w - c0) * 4
-                x0 = sh_x[e]
-                x1 = sh_x[e + 1]
-                x2 = sh_x[e + 2]
-                x3 = sh_x[e + 3]
-                dot = (float32(_sbyte(word, 0)) * x0 + float32(_sbyte(word, 1)) * x1
-                       + float32(_sbyte(word, 2)) * x2 + float32(_sbyte(word, 3)) * x3)
-                dot -= float32(zps[row, j]) * ((x0 + x1) + (x2 + x3))
-                acc += scales[row, j] * dot
+            for wb in range(c0 + lane, c1, GEMV_LANES * GEMV_UNROLL):
+                # issue GEMV_UNROLL independent loads before using any, to keep more bytes in flight
+                for u in range(GEMV_UNROLL):
+                    w = wb + u * GEMV_LANES
+                    words[u] = qwords[row, w] if w < c1 else 0
+                for u in range(GEMV_UNROLL):
+                    w = wb + u * GEMV_LANES
+                    if w >= c1:
+                        break
+                    while w >= g_end:
+                        j += 1
+                        g_end += gw
+                    acc += _word_dot(words[u], sh_x, (w - c0) * 4, scales[row, j], zps[row, j])
     _store_lane_sum(partial, tid, lane, GEMV_LANES, acc, row, bias, has_bias, out)
+
+
+@cuda.jit(device=True)
+def _word_dot(word, sh_x, e, scale, zp):
+    """``scale * sum_t (sbyte(word, t) - zp) * sh_x[e + t]`` over the four codes of one word."""
+    x0 = sh_x[e]
+    x1 = sh_x[e + 1]
+    x2 = sh_x[e + 2]
+    x3 = sh_x[e + 3]
+    dot = (float32(_sbyte(word, 0)) * x0 + float32(_sbyte(word, 1)) * x1
+           + float32(_sbyte(word, 2)) * x2 + float32(_sbyte(word, 3)) * x3)
+    dot -= float32(zp) * ((x0 + x1) + (x2 + x3))
+    return scale * dot
 
 
 @cuda.jit(cache=True)
