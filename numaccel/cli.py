@@ -178,7 +178,7 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int, out_dir: str | Non
         _say(f"digits, seed {seed}: training the teacher, compressing, distilling ...")
         Xtr, ytr, Xte, yte = _split(X, y, seed)
         teacher = train(MLP.init(cfg["teacher"], seed=seed), Xtr, ytr, epochs=cfg["epochs"], lr=cfg["lr"],
-                        seed=seed, progress=not fast)
+                        weight_decay=cfg["weight_decay"], seed=seed, progress=not fast)
         models = {"teacher, dense fp32": teacher, "int8": compress(teacher, int8=True)}
         for s in (0.5, 0.8, 0.9):
             models[f"pruned {s:.0%} + fine-tune"] = compress(
@@ -218,10 +218,11 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int, out_dir: str | Non
     return text
 
 
-# Digits settings: Adam throughout; pruning in 6 steps of the cubic schedule with 15 epochs of masked
-# fine-tuning after each; the student (35x fewer parameters) trained 300 epochs either way.
+# Digits settings: Adam throughout, the teacher with decoupled weight decay (a regularised teacher gives
+# softer targets); pruning in 6 steps of the cubic schedule with 15 epochs of masked fine-tuning after
+# each; the student (35x fewer parameters) trained 300 epochs either way.
 DIGITS = {
-    "teacher": [64, 256, 256, 10], "student": [64, 32, 10], "epochs": 60, "lr": 1e-3,
+    "teacher": [64, 256, 256, 10], "student": [64, 32, 10], "epochs": 60, "lr": 1e-3, "weight_decay": 0.5,
     "finetune_epochs": 15, "steps": 6, "finetune_lr": 1e-3, "student_epochs": 300, "student_lr": 3e-3,
     "temperature": 4.0, "alpha": 0.9,
 }
@@ -306,9 +307,10 @@ def main(argv=None) -> int:
                                                "in a checkout, else ./numaccel-demo)")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG plot")
     p.add_argument("--only", choices=("wide", "digits"), help="run one part only")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
+        argv = ["demo", *argv]  # the demo is the default command: `numaccel --fast` is `numaccel demo --fast`
     args = parser.parse_args(argv)
-    if args.command is None:
-        args = parser.parse_args(["demo", *(argv or [])])
     demo(fast=args.fast, seeds=args.seeds, out=args.out or _default_out(), plot=not args.no_plot,
          wide=args.only != "digits", digits=args.only != "wide")
     return 0

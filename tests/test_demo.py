@@ -34,3 +34,12 @@ def test_python_dash_m_runs_the_command():
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout
+
+
+def test_demo_is_the_default_command(monkeypatch):
+    seen = {}
+    monkeypatch.setattr(cli, "demo", lambda **kw: seen.update(kw))
+    assert cli.main(["--fast", "--only", "wide", "--out", "x"]) == 0
+    assert seen["fast"] and seen["wide"] and not seen["digits"] and seen["out"] == "x"
+    with pytest.raises(SystemExit):
+        cli.main(["demo", "--only", "everything"])
