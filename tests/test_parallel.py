@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from reference import dense64, ref_linear
 
@@ -62,6 +62,17 @@ def client():
         yield c
     c.close()
     cluster.close()
+
+
+def local_by_blocks(x, w, row_chunks=None, bias=None):
+    """The same blocks computed here, one ordinary ``linear`` call each: row chunks of ``x`` for data
+    parallel, or shards of a ``ShardedWeight`` for model parallel."""
+    if isinstance(w, na.ShardedWeight):
+        y = np.hstack([na.linear(x, s) for s in w.shards])
+    else:
+        ends = np.cumsum(row_chunks)
+        y = np.vstack([na.linear(x[e - c:e], w) for c, e in zip(row_chunks, ends, strict=True)])
+    return y if bias is None else y + bias
 
 
 def healthy(client):
@@ -194,6 +205,30 @@ def test_data_parallel_with_sharded_weight(kind, rng, parity):
     parity(y.compute(scheduler="threads"), ref_linear(x, w, b))
 
 
+_CSR_FOR_CHUNKS = na.prune(np.random.default_rng(7).standard_normal((11, 23)).astype(np.float32), 0.6)
+_X_FOR_CHUNKS = np.random.default_rng(8).standard_normal((29, 23)).astype(np.float32)
+
+
+@settings(max_examples=25, suppress_health_check=[HealthCheck.function_scoped_fixture])  # parity is pure
+@given(rows=st.lists(st.integers(1, 29), min_size=1, max_size=6), cols=st.integers(1, 23))
+def test_data_parallel_any_chunking_equals_local(parity, rows, cols):
+    """However the batch and the features are chunked, each chunk's rows are exactly what the local
+    kernel gives for that chunk."""
+    chunks = []
+    left = 29
+    for r in rows:
+        if left == 0:
+            break
+        chunks.append(min(r, left))
+        left -= chunks[-1]
+    if left:
+        chunks.append(left)
+    x = da.from_array(_X_FOR_CHUNKS, chunks=(tuple(chunks), cols))
+    y = na.linear(x, _CSR_FOR_CHUNKS).compute(scheduler="threads", num_workers=2)
+    np.testing.assert_array_equal(y, local_by_blocks(_X_FOR_CHUNKS, _CSR_FOR_CHUNKS, chunks))
+    parity(y, ref_linear(_X_FOR_CHUNKS, _CSR_FOR_CHUNKS))
+
+
 def test_data_parallel_errors(rng):
     w = make_weight("csr", 4, 6, rng)
     x = da.zeros((5, 6), chunks=2, dtype=np.float32)
@@ -225,8 +260,7 @@ def test_data_parallel_on_cluster(client, kind, rng, parity):
     y = na.linear(da.from_array(x, chunks=(16, 40)), w, b)
     out = client.compute(y).result(timeout=TIMEOUT)
     parity(out, ref_linear(x, w, b))
-    if kind == "csr":  # each output element is the same sum in the same order as the local kernel's
-        np.testing.assert_array_equal(out, na.linear(x, w, b))
+    np.testing.assert_array_equal(out, local_by_blocks(x, w, (16, 16, 16, 2), b))
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -241,8 +275,7 @@ def test_model_parallel(client, kind, dtype, rng, parity):
     assert y is out
     parity(out, ref_linear(x, w, b))
     parity(na.linear(x[4], sw, b, client=client), ref_linear(x[4], w, b))
-    if kind == "csr":
-        np.testing.assert_array_equal(out, na.linear(x, w, b))
+    np.testing.assert_array_equal(out, local_by_blocks(x, sw, bias=b))
 
 
 def test_model_parallel_one_row_per_shard_on_both_workers(client, rng, parity):
