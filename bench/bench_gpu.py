@@ -426,15 +426,16 @@ def targets(results, copy_bw) -> list[str]:
 def markdown(results, machine) -> str:
     lines = ["# GPU benchmarks", "", f"Device: {machine.get('device', {}).get('name')}; "
              f"copy bandwidth {machine.get('copy_bytes_per_s', 0) / 1e9:.0f} GB/s (read + write); "
-             "median of trials, CUDA events, cold weights.", "",
-             "| family | impl | N×K | batch | sparsity | group | median | min | rel. error | launch-bound |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "median of trials, CUDA events.", "",
+             "| family | impl | N×K | batch | sparsity | group | weights | median | min | rel. error "
+             "| launch-bound |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in results:
         i = r["extra_info"]
         err = i.get("rel_err")
         lines.append(f"| {i['family']} | {i['impl']} | {i['N']}×{i['K']} | {i['batch']} | "
                      f"{'' if i['sparsity'] is None else i['sparsity']} | "
-                     f"{'' if i['group_size'] is None else i['group_size']} | "
+                     f"{'' if i['group_size'] is None else i['group_size']} | {i.get('weights') or ''} | "
                      f"{r['stats']['median'] * 1e6:.1f} µs | {r['stats']['min'] * 1e6:.1f} µs | "
                      f"{'' if err is None else f'{err:.1e}'} | {'yes' if i.get('host_bound') else ''} |")
     return "\n".join(lines) + "\n"
