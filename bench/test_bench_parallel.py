@@ -97,6 +97,22 @@ def run_on_cluster(client, x, w) -> None:
     del y
 
 
+def run_on_cluster_recorded(client, x, w) -> tuple[float, float, int]:
+    """``run_on_cluster`` under Dask's task stream: (wall seconds, seconds the chunk tasks spent
+    computing, summed over workers, number of chunk tasks)."""
+    import distributed
+
+    with distributed.get_task_stream(client=client) as stream:
+        t0 = time.perf_counter()
+        run_on_cluster(client, x, w)
+        wall = time.perf_counter() - t0
+    compute = [
+        sum(s["stop"] - s["start"] for s in task["startstops"] if s["action"] == "compute")
+        for task in stream.data if "numaccel-linear" in str(task["key"])
+    ]
+    return wall, float(sum(compute)), len(compute)
+
+
 def run_threaded(x_local, w, threads: int) -> np.ndarray:
     import dask.array as da
 
@@ -282,22 +298,37 @@ def scaling(rounds: int) -> dict:
                 "local-2t": lambda w=w: run_local(x_local, w, 2),
                 "threads-1": lambda w=w: run_threaded(x_local, w, 1),
                 "threads-2": lambda w=w: run_threaded(x_local, w, 2),
-                "dask-1x1": lambda w=w, xs=xs: run_on_cluster(clients[1], xs[1], w),
-                "dask-2x1": lambda w=w, xs=xs: run_on_cluster(clients[2], xs[2], w),
+                "dask-1x1": lambda w=w, xs=xs: run_on_cluster_recorded(clients[1], xs[1], w),
+                "dask-2x1": lambda w=w, xs=xs: run_on_cluster_recorded(clients[2], xs[2], w),
             }
             samples = {name: [] for name in configs}
+            # Dask overhead per chunk from the task stream, in the same run: (workers * wall - time the
+            # chunk tasks computed) / chunks, against the tasks' mean compute time.
+            overhead = {"dask-1x1": [], "dask-2x1": []}
             for fn in configs.values():  # warm-up
                 fn()
             for _ in range(rounds):
                 for name, fn in configs.items():
                     time.sleep(PAUSE)
                     t0 = time.perf_counter()
-                    fn()
-                    samples[name].append(time.perf_counter() - t0)
+                    got = fn()
+                    wall = time.perf_counter() - t0
+                    if name in overhead:
+                        wall, compute, ntasks = got
+                        workers = int(name[5])
+                        overhead[name].append(((workers * wall - compute) / ntasks, compute / ntasks))
+                    samples[name].append(wall)
             med = {name: _median_ms(s) for name, s in samples.items()}
             chunks = BATCH // CHUNK
             kernel = med["kernel-chunk-1t"]
+            stream = {}
+            for name, rows in overhead.items():
+                per_chunk = statistics.median(o for o, _ in rows)
+                task = statistics.median(c for _, c in rows)
+                stream[name] = {"overhead_ms": 1e3 * per_chunk, "task_compute_ms": 1e3 * task,
+                                "overhead_frac": per_chunk / task}
             results[kind] = {
+                "task_stream": stream,
                 "median_ms": med,
                 "min_ms": {name: 1e3 * min(s) for name, s in samples.items()},
                 "speedup_2x1_vs_1x1": med["dask-1x1"] / med["dask-2x1"],
@@ -328,8 +359,8 @@ def write_report(path: str, doc: dict) -> None:
         "",
         "| weights | kernel/chunk, 1 thread (ms) | local 1t (ms) | local 2t (ms) | threads-1 (ms) "
         "| threads-2 (ms) | dask 1x1 (ms) | dask 2x1 (ms) | 2x1 vs 1x1 | threads 2 vs 1 "
-        "| Dask overhead/chunk |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Dask overhead/chunk vs kernel/chunk | task stream 1x1: overhead/chunk, task | task stream 2x1 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, r in doc["data_parallel"].items():
         m = r["median_ms"]
@@ -337,7 +368,13 @@ def write_report(path: str, doc: dict) -> None:
             f"| {kind} | {m['kernel-chunk-1t']:.1f} | {m['local-1t']:.0f} | {m['local-2t']:.0f} | "
             f"{m['threads-1']:.0f} | {m['threads-2']:.0f} | {m['dask-1x1']:.0f} | {m['dask-2x1']:.0f} | "
             f"{r['speedup_2x1_vs_1x1']:.2f}x | {r['speedup_threads_2_vs_1']:.2f}x | "
-            f"{r['dask_overhead_per_chunk_ms']:.2f} ms ({100 * r['dask_overhead_per_chunk_frac']:.1f} %) |"
+            f"{r['dask_overhead_per_chunk_ms']:.2f} ms ({100 * r['dask_overhead_per_chunk_frac']:.1f} %) | "
+            + " | ".join(
+                f"{t['overhead_ms']:.2f} ms / {t['task_compute_ms']:.1f} ms "
+                f"({100 * t['overhead_frac']:.1f} %)"
+                for t in (r["task_stream"]["dask-1x1"], r["task_stream"]["dask-2x1"])
+            )
+            + " |"
         )
     mlp = doc.get("model_parallel")
     if mlp:
