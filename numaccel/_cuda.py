@@ -123,6 +123,15 @@ def _pack_int8(q: np.ndarray, group_size) -> tuple[np.ndarray, np.ndarray, int, 
     return words, kmap.ravel(), gs, gw
 
 
+def _per_group(a, n: int, groups: int, dtype) -> np.ndarray:
+    """Per-row (N,) or per-group (N, G) parameters as a C-contiguous (N, groups) array; zeros in any group
+    the host format has no entry for (K = 0 has one padded group and no scales)."""
+    out = np.zeros((n, groups), dtype=dtype)
+    a2 = a.reshape(n, 1) if a.ndim == 1 else a
+    out[:, : a2.shape[-1]] = a2
+    return out
+
+
 class DeviceInt8Weight(_DeviceWeight):
     """An :class:`~numaccel.Int8Weight` resident on the GPU; made by ``Int8Weight.to_device()``.
 
@@ -142,9 +151,9 @@ class DeviceInt8Weight(_DeviceWeight):
         self.gw = gw
         self.qwords = cuda.to_device(words)
         self.kmap = cuda.to_device(kmap)
-        self.scales = cuda.to_device(np.ascontiguousarray(host.scales, dtype=np.float32).reshape(n, groups))
+        self.scales = cuda.to_device(_per_group(host.scales, n, groups, np.float32))
         zps = host.zero_points
-        zps = np.zeros((n, groups), np.int32) if zps is None else zps.astype(np.int32).reshape(n, groups)
+        zps = np.zeros((n, groups), np.int32) if zps is None else _per_group(zps, n, groups, np.int32)
         self.zero_points = cuda.to_device(zps)
 
     group_size = property(lambda self: self._host.group_size)

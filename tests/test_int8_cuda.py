@@ -63,7 +63,7 @@ def test_device_int8_weight(rng, parity):
     parity(dout.copy_to_host(), ref_linear(x, qw))
 
 
-@pytest.mark.parametrize("case", ["1x1", "zero-weight", "k-below-4", "k0"])
+@pytest.mark.parametrize("case", ["1x1", "zero-weight", "k-below-4", "k0", "k0-grouped"])
 def test_int8_edge_cases(rng, parity, case):
     if case == "1x1":
         qw = na.Int8Weight(np.array([[-128]], np.int8), np.array([0.5], np.float32))
@@ -71,8 +71,10 @@ def test_int8_edge_cases(rng, parity, case):
         qw = na.quantize(np.zeros((3, 5), np.float32), group_size=2)
     elif case == "k-below-4":
         qw = na.quantize(rng.standard_normal((4, 3)), symmetric=False)
-    else:
+    elif case == "k0":
         qw = na.Int8Weight(np.zeros((3, 0), np.int8), np.ones(3, np.float32))
+    else:
+        qw = na.Int8Weight(np.zeros((3, 0), np.int8), np.zeros((3, 0), np.float32), group_size=4)
     x = rng.standard_normal((2, qw.shape[1])).astype(np.float32)
     out = nan_filled((2, qw.shape[0]))
     na.linear(x, qw, out=out, device="cuda")
