@@ -32,7 +32,7 @@ _KC_FUSED = 256
 _KC_VNNI = 512
 # Above this batch the activations are copied into blocks of _KX features (rows _KX apart rather than K):
 # with many rows K apart, a register tile's rows fall into the same cache sets and evict each other.
-_PACK_MIN_B = 16
+_PACK_MIN_B = 1
 _KX_F32 = 256
 _KX_U8 = 512
 

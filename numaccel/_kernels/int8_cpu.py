@@ -13,13 +13,11 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .vnni_x86 import MAX_RB, MK_F32, MK_I8F32, MK_I8F32_WIDE, MK_VNNI, MK_VNNI_WIDE, PANEL, WIDE_RB
+from .vnni_x86 import MAX_RB, MK_F32, MK_I8F32, MK_VNNI, PANEL
 
 _F1, _F2, _F3, _F4, _F5, _F6 = MK_F32
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
-_IW0, _IW1 = MK_I8F32_WIDE
-_VW0, _VW1 = MK_VNNI_WIDE
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
@@ -161,6 +159,14 @@ def _pack_blocks(x, xp):
 
 
 @njit(inline="always")
+def _tile_rows(B):
+    """Rows per register tile: the fewest tiles of at most MAX_RB rows, balanced (8 rows: 4 + 4, not 6 + 2;
+    measured: a short second tile costs nearly as much as a full one)."""
+    ntiles = max(1, -(-B // MAX_RB))
+    return -(-B // ntiles)
+
+
+@njit(inline="always")
 def _tile_f32(w, wr0, x, b0, nb, k0, kn, acc, init):
     if nb >= 6:
         _F6(w, wr0, x, b0, 6, k0, kn, acc, init)
@@ -178,10 +184,7 @@ def _tile_f32(w, wr0, x, b0, nb, k0, kn, acc, init):
 
 @njit(inline="always")
 def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb > 6:  # 7 or 8 rows: two 8 x 32 tiles, one pass over the weight block
-        _IW0(w, wr0, x, b0, nb, k0, kn, acc, init)
-        _IW1(w, wr0, x, b0, nb, k0, kn, acc, init)
-    elif nb == 6:
+    if nb >= 6:
         _I6(w, wr0, x, b0, 6, k0, kn, acc, init)
     elif nb == 5:
         _I5(w, wr0, x, b0, 5, k0, kn, acc, init)
@@ -197,10 +200,7 @@ def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
 
 @njit(inline="always")
 def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb > 6:  # 7 or 8 rows: two 8 x 32 tiles, one pass over the weight block
-        _VW0(w, wr0, x, b0, nb, k0, kn, acc, init)
-        _VW1(w, wr0, x, b0, nb, k0, kn, acc, init)
-    elif nb == 6:
+    if nb >= 6:
         _V6(w, wr0, x, b0, 6, k0, kn, acc, init)
     elif nb == 5:
         _V5(w, wr0, x, b0, 5, k0, kn, acc, init)
@@ -227,6 +227,7 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, kc, out):
     P, K, _ = panels.shape
     NKB, B, KX = xp.shape
     N = out.shape[1]
+    rt = _tile_rows(B)
     for p in prange(P):
         n0 = p * PANEL
         wp = np.empty((kc, PANEL), np.float32)
@@ -244,8 +245,8 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, kc, out):
                     dst = wp[kk]
                     for j in range(PANEL):
                         dst[j] = (np.float32(src[j]) - z[j]) * s[j]
-                for b0 in range(0, B, MAX_RB):
-                    _tile_f32(wp, 0, xb, b0, min(MAX_RB, B - b0), k0 - base, kn, acc, k0 == 0)
+                for b0 in range(0, B, rt):
+                    _tile_f32(wp, 0, xb, b0, min(rt, B - b0), k0 - base, kn, acc, k0 == 0)
         for b in range(B):
             o = out[b, n0:min(n0 + PANEL, N)]
             a = acc[b]
@@ -260,7 +261,7 @@ def _qmm_int8_panels_pc(panels, s, xp, kc, out):
     P, K, _ = panels.shape
     NKB, B, KX = xp.shape
     N = out.shape[1]
-    rt = WIDE_RB if MAX_RB < B <= WIDE_RB else MAX_RB
+    rt = _tile_rows(B)
     for p in prange(P):
         n0 = p * PANEL
         acc = np.empty((B, PANEL), np.float32)
@@ -284,7 +285,7 @@ def _qmm_int8_panels_pc(panels, s, xp, kc, out):
 def _vnni_steps(w, xb, ga, gb, off, kc4, B, acc, fresh):
     """int32 sums over the steps ``ga .. gb`` of 4 features into ``acc`` (``off`` = first step held by the
     activation block ``xb``), overwriting ``acc`` first when ``fresh``."""
-    rt = WIDE_RB if MAX_RB < B <= WIDE_RB else MAX_RB
+    rt = _tile_rows(B)
     for k0 in range(ga, gb, kc4):
         kn = min(kc4, gb - k0)
         for b0 in range(0, B, rt):

@@ -11,7 +11,6 @@ express. Two families:
   an int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
   ``llvm.x86.avx512.vpdpbusd.512``. Only for hosts with AVX-512 VNNI (``HAVE_VNNI``); callers must not
   compile it elsewhere.
-* ``MK_I8F32_WIDE`` / ``MK_VNNI_WIDE``: the same for 8 rows and one half (32 columns) of the panel each.
 
 Contract of every micro-kernel (inputs validated by the caller, nothing checked here): ``w`` C-contiguous
 2-D with 64 (float, int8) or 256 (VNNI) elements per row, reading rows ``wr0 .. wr0 + kn``; ``x`` 2-D
@@ -78,10 +77,9 @@ def _rows(builder, b0, nb, rb):
     return out
 
 
-def _tile_codegen(kind, rb, vecs):
-    """Code generator of one micro-kernel; ``kind`` is "f32", "i8f32" or "vnni"; ``vecs`` the 16-column
-    vectors of the 64-column panel that the tile covers."""
-    nv = len(vecs)
+def _tile_codegen(kind, rb):
+    """Code generator of one micro-kernel; ``kind`` is "f32", "i8f32" or "vnni"."""
+    nv = PANEL // LANES
     acc_vt = _v16i if kind == "vnni" else _v16f
     acc_et = _i32 if kind == "vnni" else _f32
 
@@ -113,7 +111,7 @@ def _tile_codegen(kind, rb, vecs):
             with otherwise:
                 for i in range(rb):
                     for v in range(nv):
-                        builder.store(_vload(builder, aaddr[i], 64 * vecs[v], acc_vt, 4), accs[i][v])
+                        builder.store(_vload(builder, aaddr[i], 64 * v, acc_vt, 4), accs[i][v])
 
         if kind == "vnni":
             dp = cgutils.get_or_insert_function(
@@ -123,18 +121,29 @@ def _tile_codegen(kind, rb, vecs):
             fma = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(_v16f, [_v16f, _v16f, _v16f]), "llvm.fma.v16f32"
             )
+        pfty = ir.FunctionType(ir.VoidType(), [_i8.as_pointer(), _i32, _i32, _i32])
+        prefetch = cgutils.get_or_insert_function(builder.module, pfty, "llvm.prefetch.p0")
+        pfargs = [ir.Constant(_i32, 0), ir.Constant(_i32, 2), ir.Constant(_i32, 1)]  # read, keep in L2, data
+        ahead = builder.mul(kn, wstride)  # the same step of the next weight block
+        # bytes of weights per step; the float32 panels are a scratch buffer in L1 that needs no prefetch
+        row_bytes = {"f32": 0, "i8f32": 16 * nv, "vnni": 64 * nv}[kind]
         with cgutils.for_range(builder, kn) as loop:
             k = loop.index
             wrow = builder.add(waddr, builder.mul(k, wstride))
+            # Keep the memory stream going while this block is re-read from cache by the other tiles: touch
+            # the next block. A prefetch past the end of the array is harmless.
+            for line in range(0, row_bytes, 64):
+                addr = builder.add(builder.add(wrow, ahead), ir.Constant(_i64, line))
+                builder.call(prefetch, [_ptr(builder, addr, _i8)] + pfargs)
             wv = []
             for v in range(nv):
                 if kind == "f32":
-                    wv.append(_vload(builder, wrow, 64 * vecs[v], _v16f, 4))
+                    wv.append(_vload(builder, wrow, 64 * v, _v16f, 4))
                 elif kind == "i8f32":
-                    b = _vload(builder, wrow, 16 * vecs[v], _v16b, 1)
+                    b = _vload(builder, wrow, 16 * v, _v16b, 1)
                     wv.append(builder.sitofp(builder.sext(b, _v16i), _v16f))
                 else:
-                    wv.append(builder.bitcast(_vload(builder, wrow, 64 * vecs[v], _v64b, 1), _v16i))
+                    wv.append(builder.bitcast(_vload(builder, wrow, 64 * v, _v64b, 1), _v16i))
             koff = builder.mul(k, ir.Constant(_i64, 4))
             for i in range(rb):
                 xs = builder.load(_ptr(builder, builder.add(xaddr[i], koff), acc_et), align=4)
@@ -148,29 +157,24 @@ def _tile_codegen(kind, rb, vecs):
                     builder.store(a, accs[i][v])
         for i in range(rb):
             for v in range(nv):
-                p = _ptr(builder, builder.add(aaddr[i], ir.Constant(_i64, 64 * vecs[v])), acc_vt)
+                p = _ptr(builder, builder.add(aaddr[i], ir.Constant(_i64, 64 * v)), acc_vt)
                 builder.store(builder.load(accs[i][v]), p, align=4)
         return context.get_dummy_value()
 
     return codegen
 
 
-def _make_tile(kind, rb, vecs=tuple(range(PANEL // LANES))):
-    codegen = _tile_codegen(kind, rb, vecs)
+def _make_tile(kind, rb):
+    codegen = _tile_codegen(kind, rb)
 
     def typer(typingctx, w, wr0, x, b0, nb, k0, kn, acc, init):
         return types.void(w, wr0, x, b0, nb, k0, kn, acc, init), codegen
 
-    typer.__name__ = f"_mk_{kind}_{rb}x{16 * len(vecs)}_{vecs[0]}"
+    typer.__name__ = f"_mk_{kind}_{rb}"
     return intrinsic(typer)
 
 
-# One intrinsic per (kind, tile height), built once at import: tiles of 1..6 rows x 64 columns, and tiles
-# of 8 rows x 32 columns (the two halves of a panel), so that a batch of 7 or 8 rows reads each weight
-# block once from memory instead of once per tile.
+# One intrinsic per (kind, tile height), built once at import.
 MK_F32 = tuple(_make_tile("f32", rb) for rb in range(1, MAX_RB + 1))
 MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
 MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))
-WIDE_RB = 8
-MK_I8F32_WIDE = (_make_tile("i8f32", WIDE_RB, (0, 1)), _make_tile("i8f32", WIDE_RB, (2, 3)))
-MK_VNNI_WIDE = (_make_tile("vnni", WIDE_RB, (0, 1)), _make_tile("vnni", WIDE_RB, (2, 3)))
