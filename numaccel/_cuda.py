@@ -3,7 +3,7 @@ the launchers of the kernels in ``numaccel._kernels.csr_cuda`` and ``numaccel._k
 
 Imported only when something asks for ``device="cuda"`` (or ``to_device``), so ``import numaccel`` never
 imports ``numba.cuda``. Every entry point first checks that CUDA can run here and raises ``RuntimeError``
-saying why not (no numba-cuda, no driver, no device).
+saying why not (no numba-cuda, no driver, no NVVM, no device).
 
 Activations may be NumPy arrays (copied to the device, the result copied back into a NumPy array) or device
 arrays: Numba device arrays or anything exposing ``__cuda_array_interface__`` (CuPy, PyTorch). With device
@@ -46,6 +46,17 @@ def _require_cuda():
             raise RuntimeError(
                 f"device='cuda' needs an NVIDIA driver, and the CUDA driver could not be loaded ({reason}); "
                 f"use device='cpu'"
+            )
+        try:
+            from numba.cuda.cudadrv import nvvm
+
+            has_nvvm = nvvm.is_available()
+        except Exception:  # noqa: BLE001 - any failure to find NVVM means it is missing
+            has_nvvm = False
+        if not has_nvvm:
+            raise RuntimeError(
+                "device='cuda' found the CUDA driver but not NVVM, the CUDA compiler library; pip install "
+                "'numaccel[cuda]' (numba-cuda with the CUDA 13 toolkit wheels) or use device='cpu'"
             )
         raise RuntimeError(
             "device='cuda' found the CUDA driver but no usable GPU (check CUDA_VISIBLE_DEVICES); "
@@ -202,7 +213,7 @@ def to_device(weight):
     Raises
     ------
     RuntimeError
-        CUDA cannot run here (no numba-cuda, no driver or no GPU); the message says which.
+        CUDA cannot run here (no numba-cuda, no driver, no NVVM or no GPU); the message says which.
     TypeError
         ``weight`` is not a CSRWeight or Int8Weight.
 

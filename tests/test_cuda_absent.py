@@ -1,5 +1,5 @@
 """Without CUDA, numaccel still imports and every CPU feature works, and ``device="cuda"`` raises a
-``RuntimeError`` that says why: numba-cuda missing, no driver, or no GPU.
+``RuntimeError`` that says why: numba-cuda missing, no driver, no NVVM, or no GPU.
 
 Each case runs in a fresh interpreter with the simulator off (the test session itself runs with
 ``NUMBA_ENABLE_CUDASIM=1``, which Numba reads once at import).
@@ -21,18 +21,35 @@ ROOT = Path(__file__).resolve().parents[1]
 SETUPS = {
     # numba-cuda not installed: a None entry in sys.modules makes find_spec and import report it missing
     "no-numba-cuda": "import sys; sys.modules['numba_cuda'] = None",
-    # a driver library that cannot be loaded (as on a machine with no NVIDIA driver)
-    "no-driver": "import os; os.environ['NUMBA_CUDA_DRIVER'] = '/nonexistent/libcuda.so'",
-    # the driver loads but reports no device
-    "no-device": textwrap.dedent("""
+    # the driver library cannot be loaded: real on a machine without one; on a GPU machine the driver's
+    # state is set to what numba-cuda records when it finds no driver library
+    "no-driver": textwrap.dedent("""
+        from numba.cuda.cudadrv import driver as drv
+        if drv.driver.initialization_error is None:
+            drv.driver.is_initialized = True
+            drv.driver.initialization_error = drv.DRIVER_NOT_FOUND_MSG
+    """),
+    # the driver loads, NVVM does not
+    "no-nvvm": textwrap.dedent("""
         from numba import cuda
+        from numba.cuda.cudadrv import nvvm
         cuda.is_available = lambda: False
         cuda.cuda_error = lambda: None
+        nvvm.is_available = lambda: False
+    """),
+    # the driver and NVVM load, but there is no device
+    "no-device": textwrap.dedent("""
+        from numba import cuda
+        from numba.cuda.cudadrv import nvvm
+        cuda.is_available = lambda: False
+        cuda.cuda_error = lambda: None
+        nvvm.is_available = lambda: True
     """),
 }
 MESSAGES = {
     "no-numba-cuda": "needs the numba-cuda package",
     "no-driver": "needs an NVIDIA driver",
+    "no-nvvm": "not NVVM",
     "no-device": "no usable GPU",
 }
 
@@ -65,9 +82,8 @@ SCRIPT = textwrap.dedent("""
 def test_cpu_works_and_cuda_raises(case):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("NUMBA_ENABLE_CUDASIM", None)
-    env.pop("NUMBA_CUDA_DRIVER", None)
     prefix, setup = (SETUPS[case], "") if case == "no-numba-cuda" else ("", SETUPS[case])
-    script = prefix + "\n" + SCRIPT.replace("SETUP", setup.strip().replace("\n", "; "))
+    script = prefix + "\n" + SCRIPT.replace("SETUP\n", setup.strip() + "\n")
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env=env, cwd=ROOT, timeout=300)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
