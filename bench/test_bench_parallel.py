@@ -64,7 +64,7 @@ def start_cluster(workers: int, *, memory_limit="auto"):
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         cluster = distributed.LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-            silence_logs=logging.ERROR, memory_limit=memory_limit, env={"NUMBA_NUM_THREADS": "1"},
+            silence_logs=logging.ERROR, memory_limit=memory_limit,
         )
     client = distributed.Client(cluster, set_as_default=False)
     client.wait_for_workers(workers, timeout=120)

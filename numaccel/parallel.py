@@ -105,8 +105,11 @@ def limit_threads(client, numba_threads: int = 1, blas_threads: int | None = 1) 
     Notes
     -----
     Keep ``workers per machine * numba_threads <= cores``. Registered as a worker plugin, so workers that
-    join or restart later get the same caps. Starting workers with ``NUMBA_NUM_THREADS=t`` (and Dask's
-    default ``OMP/MKL/OPENBLAS_NUM_THREADS=1``) in their environment does the same without a plugin.
+    join or restart later get the same caps. The Numba cap is applied by each block (``numba.set_num_threads``
+    is per thread), so it holds however the worker process was started. Starting a worker with
+    ``NUMBA_NUM_THREADS=t`` in its shell environment also sizes its Numba pool (Dask's nanny already sets
+    ``OMP/MKL/OPENBLAS_NUM_THREADS=1``); setting it through ``Nanny(env=...)`` can come too late, after the
+    spawned process has imported Numba.
 
     Examples
     --------
@@ -173,10 +176,9 @@ def get_client(client=None):
     ``LocalCluster``, started on first use and reused until :func:`shutdown` or exit.
 
     The embedded cluster runs ``min(cores, 8)`` worker processes with one Dask thread each, listens on
-    127.0.0.1 only, and gives each worker ``cores // workers`` Numba threads (``NUMBA_NUM_THREADS`` in the
-    worker's environment, plus :func:`limit_threads`) and one BLAS thread, so the workers never
-    oversubscribe the cores. Scripts that start it must guard their entry point with
-    ``if __name__ == "__main__":`` (worker processes are spawned).
+    127.0.0.1 only, and caps each worker at ``cores // workers`` Numba threads and one BLAS thread
+    (:func:`limit_threads`), so the workers never oversubscribe the cores. Scripts that start it must
+    guard their entry point with ``if __name__ == "__main__":`` (worker processes are spawned).
 
     Examples
     --------
@@ -201,13 +203,11 @@ def get_client(client=None):
             import logging
 
             workers, threads = _embedded_layout(_cores())
-            env = {"NUMBA_NUM_THREADS": str(threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
-                   "MKL_NUM_THREADS": "1"}
             with warnings.catch_warnings():  # the scheduler's HTTP port moving off a busy 8787
                 warnings.filterwarnings("ignore", message="Port .* is already in use")
                 cluster = distributed.LocalCluster(
                     n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address=None, silence_logs=logging.ERROR, env=env,
+                    dashboard_address=None, silence_logs=logging.ERROR,
                 )
             cl = distributed.Client(cluster, set_as_default=False)
             limit_threads(cl, threads, 1)

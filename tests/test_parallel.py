@@ -53,7 +53,7 @@ def client():
         warnings.filterwarnings("ignore", message="Port .* is already in use")
         cluster = distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None,
-            silence_logs=logging.CRITICAL, env={"NUMBA_NUM_THREADS": "1"},
+            silence_logs=logging.CRITICAL,
         )
     c = distributed.Client(cluster, set_as_default=False, timeout=TIMEOUT)
     c.wait_for_workers(2, timeout=TIMEOUT)
@@ -315,9 +315,24 @@ def test_mlp_with_sharded_layers(client, rng, parity):
     parity(sharded(x, client=client), local(x).astype(np.float64))
 
 
-def test_limit_threads_reaches_every_worker(client):
-    caps = client.run(lambda: __import__("numaccel.parallel", fromlist=["x"])._process_threads)
-    assert sorted(caps.values()) == [1, 1]
+def threads_in_a_block():
+    import numba
+
+    from numaccel import parallel
+
+    with parallel._thread_share():
+        return numba.get_num_threads()
+
+
+def block_threads(client) -> list:
+    """The Numba threads a block (a chunk or shard task) gets on each worker."""
+    workers = sorted(client.nthreads())
+    futs = [client.submit(threads_in_a_block, workers=[w], pure=False) for w in workers]
+    return client.gather(futs)
+
+
+def test_limit_threads_caps_every_block(client):
+    assert block_threads(client) == [1, 1]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -427,9 +442,9 @@ def test_embedded_cluster_is_sized_to_the_machine_and_reused(rng, parity):
         parity(na.linear(x, na.shard(w, 2)), ref_linear(x, w))
         c = parallel.get_client()
         assert parallel.get_client() is c
-        threads = c.run(lambda: __import__("numba").config.NUMBA_NUM_THREADS)
         cores = len(os.sched_getaffinity(0))
-        assert sum(threads.values()) <= max(cores, len(threads))
+        threads = block_threads(c)
+        assert sum(threads) <= max(cores, len(threads)), threads
         assert all(n == 1 for n in c.nthreads().values())
         assert all(a.startswith("tcp://127.0.0.1:") for a in c.nthreads())
     finally:
