@@ -34,6 +34,7 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+from numba import cuda
 
 import numaccel as na
 from numaccel import _cuda
@@ -57,6 +58,13 @@ def log(*args):
     print(*args, flush=True)
 
 
+@cuda.jit
+def _spin(n):
+    """Keep one GPU thread busy for about ``n`` microseconds."""
+    for _ in range(n):
+        cuda.nanosleep(1000)
+
+
 class Timer:
     """CUDA-event timing of a list of calls run back to back on the default stream.
 
@@ -73,12 +81,7 @@ class Timer:
 
     def _make_spin(self):
         cuda = self.cuda
-
-        @cuda.jit
-        def spin(n):
-            for _ in range(n):
-                cuda.nanosleep(1000)
-
+        spin = _spin
         try:
             spin[1, 1](1)
             cuda.synchronize()
@@ -350,7 +353,7 @@ def bench_int8(cuda, timer, anchors, n, k, group_size, batches, l2, rng, results
         if torch is not None and group_size is None and b > 16 and b % 8 == 0 and n % 8 == 0 and k % 8 == 0:
             try:
                 qa = torch.randint(-127, 128, (b, k), dtype=torch.int8, device="cuda")
-                mats = [torch.from_numpy(qw.qweight).cuda().t()]
+                mats = [torch.from_numpy(qw.qweight.copy()).cuda().t()]
                 mats += [mats[0].clone() for _ in range(ring_size(qw.nbytes, l2) - 1)]
                 calls = [partial(torch._int_mm, qa, m) for m in mats]
                 med, best, hb = timer(calls)
@@ -452,7 +455,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    cuda = _cuda._require_cuda()
+    _cuda._require_cuda()  # a clear RuntimeError when CUDA cannot run here
     shapes, batches = (TINY_SHAPES, TINY_BATCHES) if args.tiny else (SHAPES, BATCHES)
     trials = 2 if args.tiny else args.trials
     timer = Timer(cuda, calls_per_trial=2 if args.tiny else args.calls, trials=trials)
