@@ -27,12 +27,10 @@ _USE_VNNI = vnni_x86.HAVE_VNNI and os.environ.get("NUMACCEL_NO_VNNI", "0") in ("
 _USE_PANELS = not numba.config.DISABLE_JIT
 
 # Reduction blocks (features) of the panel kernels: the weight block stays in L1, the activations' in L2.
-_KC_DEQUANT = 128
-_KC_FUSED = 256
+_KC_I8F32 = 256
 _KC_VNNI = 512
-# Above this batch the activations are copied into blocks of _KX features (rows _KX apart rather than K):
-# with many rows K apart, a register tile's rows fall into the same cache sets and evict each other.
-_PACK_MIN_B = 1
+# For batches of more than one row the activations are copied into blocks of about _KX features (rows _KX
+# apart rather than K): rows K apart fall into the same cache sets and evict each other (measured: 2x).
 _KX_F32 = 256
 _KX_U8 = 512
 
@@ -281,15 +279,14 @@ class Int8Weight:
         with _config.kernel_guard():
             if activations is None and x.dtype == np.float32 and _USE_PANELS:
                 panels, sT, zT = self._panels()
-                if B > _PACK_MIN_B:
-                    xp = np.empty((-(-k // _KX_F32), B, _KX_F32), dtype=np.float32)
+                if B > 1:
+                    kx = _block(k, self._gs, g, _KX_F32)
+                    xp = np.empty((-(-k // kx), B, kx), dtype=np.float32)
                     int8_cpu._pack_blocks(x, xp)
                 else:
                     xp = x.reshape(1, B, k)
-                if self._group_size is None and not self._has_zp:
-                    int8_cpu._qmm_int8_panels_pc(panels, sT[0], xp, _KC_FUSED, out)
-                else:
-                    int8_cpu._qmm_int8_panels(panels, sT, zT, self._gs, xp, _KC_DEQUANT, out)
+                xsum = _group_sums(x, self._gs, g) if self._has_zp else np.zeros((B, g), dtype=np.float32)
+                int8_cpu._qmm_int8_panels(panels, sT, zT, self._gs, xp, xsum, _KC_I8F32, out)
             elif activations is None:
                 if self._has_zp:
                     xsum = _group_sums(x, self._gs, g)
@@ -298,10 +295,9 @@ class Int8Weight:
                 int8_cpu._qmm_int8_simple(self._q, self._s2, self._z2, self._gs, x, xsum, out)
             else:
                 vnni = _USE_VNNI and _USE_PANELS and (self._group_size is None or self._gs % 4 == 0)
-                kx = -(-k // 4) * 4 if vnni else k
-                if vnni and B > _PACK_MIN_B:
-                    kx = min(kx, _KX_U8 if g == 1 else self._gs * max(1, _KX_U8 // self._gs))
-                xu = np.empty((-(-k // kx), B, kx), dtype=np.uint8)
+                kp = -(-k // 4) * 4 if vnni else k  # vpdpbusd takes 4 features at a time
+                kx = _block(kp, self._gs, g, _KX_U8) if vnni and B > 1 else kp
+                xu = np.empty((-(-kp // kx), B, kx), dtype=np.uint8)
                 sx = np.empty(B, dtype=np.float64)
                 qxsum = np.empty((B, g), dtype=np.int32)
                 int8_cpu._quantize_rows_u8(x, self._gs, xu, sx, qxsum)
@@ -313,6 +309,13 @@ class Int8Weight:
                     )
                 else:
                     int8_cpu._w8a8_simple(self._q, self._s2, self._z2, self._gs, xu, sx, qxsum, out)
+
+
+def _block(k: int, gs: int, g: int, target: int) -> int:
+    """Length of the activation blocks: about ``target`` features, whole groups when there are several,
+    never more than ``k``."""
+    kx = target if g == 1 else gs * max(1, target // gs)
+    return min(kx, k)
 
 
 def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:

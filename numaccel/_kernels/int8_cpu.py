@@ -13,9 +13,8 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .vnni_x86 import MAX_RB, MK_F32, MK_I8F32, MK_VNNI, PANEL
+from .vnni_x86 import MAX_RB, MK_I8F32, MK_VNNI, PANEL
 
-_F1, _F2, _F3, _F4, _F5, _F6 = MK_F32
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
 
@@ -167,22 +166,6 @@ def _tile_rows(B):
 
 
 @njit(inline="always")
-def _tile_f32(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb >= 6:
-        _F6(w, wr0, x, b0, 6, k0, kn, acc, init)
-    elif nb == 5:
-        _F5(w, wr0, x, b0, 5, k0, kn, acc, init)
-    elif nb == 4:
-        _F4(w, wr0, x, b0, 4, k0, kn, acc, init)
-    elif nb == 3:
-        _F3(w, wr0, x, b0, 3, k0, kn, acc, init)
-    elif nb == 2:
-        _F2(w, wr0, x, b0, 2, k0, kn, acc, init)
-    else:
-        _F1(w, wr0, x, b0, 1, k0, kn, acc, init)
-
-
-@njit(inline="always")
 def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
     if nb >= 6:
         _I6(w, wr0, x, b0, 6, k0, kn, acc, init)
@@ -214,71 +197,59 @@ def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
         _V1(w, wr0, x, b0, 1, k0, kn, acc, init)
 
 
+@njit(inline="always")
+def _i8f32_steps(w, xb, ga, gb, off, kc, B, acc, fresh):
+    """float32 sums over the features ``ga .. gb`` into ``acc`` (``off`` = first feature held by the
+    activation block ``xb``), overwriting ``acc`` first when ``fresh``."""
+    rt = _tile_rows(B)
+    for k0 in range(ga, gb, kc):
+        kn = min(kc, gb - k0)
+        for b0 in range(0, B, rt):
+            _tile_i8f32(w, k0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _qmm_int8_panels(panels, sT, zT, gs, xp, kc, out):
-    """Weight-only, any scales: ``out = x @ ((q - z) * s).T`` from packed panels, float32 activations.
+def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, out):
+    """Weight-only: ``out = x @ ((q - z) * s).T`` from packed panels, float32 activations, the codes
+    converted to float32 inside the register tile (6 rows x 64 outputs).
 
     ``panels`` int8 (P, K, 64): panel ``p`` holds weight rows ``64p .. 64p + 63`` transposed (zero rows past
     N); ``sT``/``zT`` float32 (G, 64P): scales and zero points per group (transposed); ``gs`` the group
-    length; ``xp`` the activations in blocks (NKB, B, KX) (see ``_pack_blocks``; NKB = 1 and KX = K for x
-    itself); ``kc`` the weight block. Each weight block is dequantized once into a float32 buffer, then
-    multiplied by every activation row in register tiles of 6 rows x 64 outputs.
+    length; ``xp`` the activations in blocks (NKB, B, KX) (see ``_pack_blocks``; a block holds whole groups
+    when G > 1); ``xsum`` float32 (B, G) the sums of x over each group (for the zero points); ``kc`` the
+    weight block. Per group: ``s * (x . q - z * xsum)``, summed over the groups in float32.
     """
     P, K, _ = panels.shape
     NKB, B, KX = xp.shape
+    G = sT.shape[0]
     N = out.shape[1]
-    rt = _tile_rows(B)
-    for p in prange(P):
-        n0 = p * PANEL
-        wp = np.empty((kc, PANEL), np.float32)
-        acc = np.empty((B, PANEL), np.float32)
-        for kb in range(NKB):
-            base = kb * KX
-            xb = xp[kb]
-            for k0 in range(base, min(base + KX, K), kc):
-                kn = min(kc, min(base + KX, K) - k0)
-                for kk in range(kn):
-                    g = (k0 + kk) // gs
-                    src = panels[p, k0 + kk]
-                    s = sT[g, n0:n0 + PANEL]
-                    z = zT[g, n0:n0 + PANEL]
-                    dst = wp[kk]
-                    for j in range(PANEL):
-                        dst[j] = (np.float32(src[j]) - z[j]) * s[j]
-                for b0 in range(0, B, rt):
-                    _tile_f32(wp, 0, xb, b0, min(rt, B - b0), k0 - base, kn, acc, k0 == 0)
-        for b in range(B):
-            o = out[b, n0:min(n0 + PANEL, N)]
-            a = acc[b]
-            for j in range(o.size):
-                o[j] = a[j]
-
-
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _qmm_int8_panels_pc(panels, s, xp, kc, out):
-    """Weight-only, per-channel symmetric scales: ``out = (x @ q.T) * s``, the codes converted to float32
-    inside the register tile. ``panels``, ``xp`` as in ``_qmm_int8_panels``; ``s`` float32 (64P,)."""
-    P, K, _ = panels.shape
-    NKB, B, KX = xp.shape
-    N = out.shape[1]
-    rt = _tile_rows(B)
     for p in prange(P):
         n0 = p * PANEL
         acc = np.empty((B, PANEL), np.float32)
+        fac = np.zeros((B, PANEL), np.float32)
         w = panels[p]
-        for kb in range(NKB):
-            base = kb * KX
-            xb = xp[kb]
-            for k0 in range(base, min(base + KX, K), kc):
-                kn = min(kc, min(base + KX, K) - k0)
-                for b0 in range(0, B, rt):
-                    _tile_i8f32(w, k0, xb, b0, min(rt, B - b0), k0 - base, kn, acc, k0 == 0)
-        sp = s[n0:n0 + PANEL]
+        for g in range(G):
+            if G == 1:
+                for kb in range(NKB):
+                    ga = kb * KX
+                    _i8f32_steps(w, xp[kb], ga, min(ga + KX, K), ga, kc, B, acc, kb == 0)
+            else:
+                ga = g * gs
+                kb = ga // KX
+                _i8f32_steps(w, xp[kb], ga, min(ga + gs, K), kb * KX, kc, B, acc, True)
+            s = sT[g, n0:n0 + PANEL]
+            z = zT[g, n0:n0 + PANEL]
+            for b in range(B):
+                t = xsum[b, g]
+                a = acc[b]
+                f = fac[b]
+                for j in range(PANEL):
+                    f[j] += s[j] * (a[j] - z[j] * t)
         for b in range(B):
             o = out[b, n0:min(n0 + PANEL, N)]
-            a = acc[b]
+            f = fac[b]
             for j in range(o.size):
-                o[j] = a[j] * sp[j]
+                o[j] = f[j]
 
 
 @njit(inline="always")

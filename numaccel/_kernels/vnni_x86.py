@@ -4,16 +4,16 @@ Each micro-kernel computes one register tile of an outer-product GEMM over a ran
 with its accumulators in LLVM vector registers (allocas that LLVM promotes), which plain Numba code cannot
 express. Two families:
 
-* ``MK_F32[rb]`` / ``MK_I8F32[rb]``: float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb``
-  activation rows, where ``w`` is a float32 panel or an int8 panel converted on the fly (``sext``,
-  ``sitofp``). Generic LLVM vector IR (``llvm.fma.v16f32``): portable to any target LLVM supports.
+* ``MK_I8F32[rb]``: float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb`` activation rows,
+  where ``w`` is an int8 panel converted on the fly (``sext``, ``sitofp``). Generic LLVM vector IR
+  (``llvm.fma.v16f32``): portable to any target LLVM supports.
 * ``MK_VNNI[rb]``: exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and
   an int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
   ``llvm.x86.avx512.vpdpbusd.512``. Only for hosts with AVX-512 VNNI (``HAVE_VNNI``); callers must not
   compile it elsewhere.
 
 Contract of every micro-kernel (inputs validated by the caller, nothing checked here): ``w`` C-contiguous
-2-D with 64 (float, int8) or 256 (VNNI) elements per row, reading rows ``wr0 .. wr0 + kn``; ``x`` 2-D
+2-D with 64 (int8) or 256 (VNNI) elements per row, reading rows ``wr0 .. wr0 + kn``; ``x`` 2-D
 C-contiguous (float32 (B, K) or uint8 (B, Kp)), reading rows ``b0 .. b0 + nb`` (``1 <= nb <= rb``; the rows
 past ``nb`` repeat the last one) and columns ``k0 .. k0 + kn`` (VNNI: bytes ``4 * k0 .. 4 * (k0 + kn)``);
 ``acc`` C-contiguous (B, 64) float32 or int32, rows ``b0 .. b0 + nb`` overwritten when ``init`` else
@@ -78,7 +78,7 @@ def _rows(builder, b0, nb, rb):
 
 
 def _tile_codegen(kind, rb):
-    """Code generator of one micro-kernel; ``kind`` is "f32", "i8f32" or "vnni"."""
+    """Code generator of one micro-kernel; ``kind`` is "i8f32" or "vnni"."""
     nv = PANEL // LANES
     acc_vt = _v16i if kind == "vnni" else _v16f
     acc_et = _i32 if kind == "vnni" else _f32
@@ -125,8 +125,7 @@ def _tile_codegen(kind, rb):
         prefetch = cgutils.get_or_insert_function(builder.module, pfty, "llvm.prefetch.p0")
         pfargs = [ir.Constant(_i32, 0), ir.Constant(_i32, 2), ir.Constant(_i32, 1)]  # read, keep in L2, data
         ahead = builder.mul(kn, wstride)  # the same step of the next weight block
-        # bytes of weights per step; the float32 panels are a scratch buffer in L1 that needs no prefetch
-        row_bytes = {"f32": 0, "i8f32": 16 * nv, "vnni": 64 * nv}[kind]
+        row_bytes = 16 * nv if kind == "i8f32" else 64 * nv  # bytes of weights per step
         with cgutils.for_range(builder, kn) as loop:
             k = loop.index
             wrow = builder.add(waddr, builder.mul(k, wstride))
@@ -137,9 +136,7 @@ def _tile_codegen(kind, rb):
                 builder.call(prefetch, [_ptr(builder, addr, _i8)] + pfargs)
             wv = []
             for v in range(nv):
-                if kind == "f32":
-                    wv.append(_vload(builder, wrow, 64 * v, _v16f, 4))
-                elif kind == "i8f32":
+                if kind == "i8f32":
                     b = _vload(builder, wrow, 16 * v, _v16b, 1)
                     wv.append(builder.sitofp(builder.sext(b, _v16i), _v16f))
                 else:
@@ -175,6 +172,5 @@ def _make_tile(kind, rb):
 
 
 # One intrinsic per (kind, tile height), built once at import.
-MK_F32 = tuple(_make_tile("f32", rb) for rb in range(1, MAX_RB + 1))
 MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
 MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))
