@@ -135,3 +135,22 @@ def test_cuda_rejects_bad_activations(k, b, dtype):
         return
     with pytest.raises((TypeError, ValueError)):
         na.linear(x, w, device="cuda")
+
+
+@pytest.mark.parametrize("lib", ["torch", "cupy"])
+def test_cuda_array_interface_activations(rng, parity, lib):
+    """PyTorch and CuPy GPU arrays are taken as they are (``__cuda_array_interface__``), ``out`` included."""
+    mod = pytest.importorskip(lib)
+    if lib == "torch" and not mod.cuda.is_available():
+        pytest.skip("PyTorch has no CUDA device here")
+    w = _sparse(rng, 19, 27, 0.3)
+    x = rng.standard_normal((4, 27)).astype(np.float32)
+    if lib == "torch":
+        dx, dout = mod.from_numpy(x).cuda(), mod.full((4, 19), float("nan"), device="cuda")
+        back = dout.cpu
+    else:
+        dx, dout = mod.asarray(x), mod.full((4, 19), np.nan, dtype=np.float32)
+        back = dout.get
+    na.linear(dx, w, out=dout, device="cuda")
+    parity(np.asarray(back()), ref_linear(x, w))
+    parity(na.linear(dx, w, device="cuda").copy_to_host(), ref_linear(x, w))
