@@ -3,7 +3,8 @@ vs numaccel on CUDA vs the best anchor on each side.
 
 Reads pytest-benchmark-style JSON (the CPU suites' ``--benchmark-json`` files and bench/bench_gpu.py's
 ``gpu.json``): every benchmark whose ``extra_info`` has ``family``, ``impl`` and ``device``. Rows are
-matched on (family, N, K, batch, sparsity, group_size); within a row, for each device, the fastest
+matched on (family, N, K, batch, sparsity, group_size), W8A8 implementations in rows of their own; within
+a row, for each device, the fastest
 ``numaccel*`` implementation and the fastest other one (the anchor) are kept, by median time, preferring
 cold-weight measurements where both exist.
 
@@ -29,6 +30,15 @@ ROW_FIELDS = ("family", "N", "K", "batch", "sparsity", "group_size")
 COLUMNS = ("numaccel cpu", "anchor cpu", "numaccel cuda", "anchor cuda")
 
 
+def row_family(info: dict) -> str:
+    """The row an implementation belongs to: W8A8 implementations (activations quantized too) get their
+    own ``w8a8`` rows, whether a suite files them under ``int8`` (the CPU suite) or ``w8a8`` (bench_gpu)."""
+    impl = str(info["impl"])
+    if info["family"] == "int8" and any(tag in impl for tag in ("w8a8", "dynamic-int8", "int-mm")):
+        return "w8a8"
+    return str(info["family"])
+
+
 def load(paths) -> dict:
     """``{row_key: {column: (median, min, impl, weights)}}`` over all files."""
     rows: dict = defaultdict(dict)
@@ -46,7 +56,7 @@ def load(paths) -> dict:
             device = "cuda" if str(info["device"]).startswith("cuda") else "cpu"
             ours = str(info["impl"]).startswith("numaccel")
             column = f"{'numaccel' if ours else 'anchor'} {device}"
-            key = tuple(info.get(f) for f in ROW_FIELDS)
+            key = (row_family(info),) + tuple(info.get(f) for f in ROW_FIELDS[1:])
             stats = bench["stats"]
             cand = (stats["median"], stats["min"], str(info["impl"]), info.get("weights"))
             old = rows[key].get(column)
