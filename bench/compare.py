@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     cpu = args.cpu if args.cpu is not None else sorted(glob.glob("bench/results/*.json"))
     rows = load(list(cpu) + list(args.gpu))
-    gpu_families = {key[0] for key, cells in rows.items() if "numaccel cuda" in cells or "anchor cuda" in cells}
+    gpu_families = {key[0] for key, cells in rows.items() if {"numaccel cuda", "anchor cuda"} & cells.keys()}
     if gpu_families:  # CPU-only families (e.g. Dask scaling) have nothing to compare with
         rows = {key: cells for key, cells in rows.items() if key[0] in gpu_families}
     if not rows:
