@@ -447,12 +447,12 @@ def spmm(A, B, *, out=None, device: str = "cpu"):
     array([[1., 2.],
            [6., 8.]], dtype=float32)
     """
-    A = as_csr(A, "A")
     device = check_device(device)
-    if device == "cuda":
+    if device == "cuda" or getattr(A, "on_device", False):
         from . import _cuda
 
-        return _cuda.spmm(A, B, out=out)
+        return _cuda.spmm(A if getattr(A, "on_device", False) else as_csr(A, "A"), B, out=out)
+    A = as_csr(A, "A")
     B = as_float_array(B, "B")
     m, k = A.shape
     if B.shape[0] != k:

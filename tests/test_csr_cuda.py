@@ -57,6 +57,9 @@ def test_spmm_csr_parity(rng, parity):
     dout = cuda.to_device(nan_filled((23, 7)))
     assert na.spmm(A, cuda.to_device(np.ascontiguousarray(B)), out=dout, device="cuda") is dout
     parity(dout.copy_to_host(), ref_spmm(A, B))
+    # a device weight selects the GPU by itself; a SciPy matrix is converted first
+    parity(na.spmm(A.to_device(), B), ref_spmm(A, B))
+    parity(na.spmm(A.to_scipy(), B, device="cuda"), ref_spmm(A, B))
 
 
 @pytest.mark.parametrize(
