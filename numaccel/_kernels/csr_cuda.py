@@ -9,7 +9,9 @@ kernel raises or allocates.
 Lane reductions go through shared memory with ``syncthreads`` rather than warp shuffles, so the same code
 runs on a GPU and under Numba's CUDA simulator (which has no shuffles); a row's partial sums are combined
 once per row, so the cost is small next to the row's loads. Block sizes below are module constants, so
-shared-array shapes are compile-time constants.
+shared-array shapes are compile-time constants. Kernels are compiled without ``fastmath`` (NVVM already
+fuses ``a * b + c`` into FMAs; fastmath would also flush denormals and approximate division), and with
+``cache=True``.
 """
 
 from __future__ import annotations
