@@ -60,6 +60,15 @@ def test_zero_and_constant_rows(symmetric):
     assert _bound_ok(qw, W)
 
 
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+def test_subnormal_group_keeps_a_scale(symmetric):
+    """max |w| / 127 below the smallest float32 would round the scale to 0 and drop the group."""
+    W = np.array([[7.7e-44, 0.0, -3e-45]], dtype=np.float32)
+    qw = na.quantize(W, symmetric=symmetric)
+    assert qw.scales[0] > 0
+    assert _bound_ok(qw, W)
+
+
 @given(
     hnp.arrays(
         np.float32,
