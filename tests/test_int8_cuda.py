@@ -123,3 +123,21 @@ def test_int8_cuda_validation(rng):
         na.linear(np.ones(6, np.float32), qw, device="cuda", activations="int4")
     with pytest.raises(ValueError, match="x must have 6 features"):
         na.linear(np.ones(5, np.float32), qw, device="cuda")
+
+
+@pytest.mark.parametrize(
+    "n,k,b,group_size,activations",
+    [
+        (3, 2100, 1, 7, None),  # GEMV over two shared-memory chunks of x, groups across the boundary
+        (70, 9, 66, None, None),  # GEMM over 2 x 2 output tiles
+        (70, 13, 3, 4, "int8"),  # W8A8 over two output tiles along N
+    ],
+    ids=lambda v: str(v),
+)
+def test_int8_multi_block(rng, parity, n, k, b, group_size, activations):
+    qw = na.quantize(rng.standard_normal((n, k)), group_size=group_size, symmetric=False)
+    x = rng.standard_normal((b, k)).astype(np.float32)
+    out = nan_filled((b, n))
+    na.linear(x, qw, out=out, device="cuda", activations=activations)
+    want = ref_linear(x, qw) if activations is None else ref_linear_w8a8(x, qw)
+    parity(out, want, rtol=1e-5 if activations is None else 1e-4)
