@@ -142,8 +142,11 @@ def wide_demo(*, fast: bool, rounds: int) -> str:
     _say(f"wide MLP {sizes} (synthetic weights, ReLU): building the compressed versions ...")
     dense = MLP.init(sizes, seed=0)
     models = {"dense fp32 (NumPy BLAS)": dense}
+    bar = progress_bar(len(VARIANTS), "compress", not fast)
     for name, kw in VARIANTS:
         models[name] = compress(dense, **kw)
+        bar.update(1)
+    bar.close()
     _say(f"timing batch 1 and batch 256, {rounds} interleaved rounds, median ...")
     speed = speed_columns(models, sizes[0], rounds=rounds, fast=fast)
     dense_bytes = dense.nbytes
