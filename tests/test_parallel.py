@@ -305,6 +305,14 @@ def test_model_parallel_errors(client, rng):
         na.linear(np.ones((2, 4), np.float32), np.ones((6, 4), np.float32), client=client)
 
 
+def test_model_parallel_timeout_is_bounded(client, rng):
+    sw = na.shard(make_weight("dense", 64, 64, rng), 2)
+    x = rng.standard_normal((128, 64)).astype(np.float32)
+    na.linear(x, sw, client=client)  # shards placed
+    with dask.config.set({parallel.TIMEOUT_KEY: 1e-6}), pytest.raises(TimeoutError):
+        na.linear(x, sw, client=client)
+
+
 def test_mlp_with_sharded_layers(client, rng, parity):
     W1 = rng.standard_normal((32, 20)).astype(np.float32)
     W2 = na.prune(rng.standard_normal((7, 32)).astype(np.float32), 0.5)
