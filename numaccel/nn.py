@@ -305,8 +305,12 @@ class Sequential:
             w = layer.weight
             density = getattr(w, "density", None)
             if density is None:
-                dense = layer.dense_weight()
-                density = float(np.count_nonzero(dense)) / dense.size if dense.size else 0.0
+                try:
+                    dense = layer.dense_weight()
+                except TypeError:  # a format that cannot be densified (e.g. sharded on other machines)
+                    density = float("nan")
+                else:
+                    density = float(np.count_nonzero(dense)) / dense.size if dense.size else 0.0
             rows.append(
                 {"layer": i, "shape": tuple(int(s) for s in w.shape), "format": layer.format,
                  "density": float(density), "bytes": layer.nbytes}

@@ -95,8 +95,8 @@ def test_linear_accepts_any_weight_linear_dispatches(rng, parity):
 
 def test_sharded_weight_is_a_layer_weight(rng):
     W = rng.standard_normal((8, 4)).astype(np.float32)
-    layer = nn.Linear(na.shard(W, 2))
-    assert (layer.in_features, layer.out_features) == (4, 8)
+    net = nn.MLP.from_arrays([na.shard(W, 2)])
+    assert net.sizes == [4, 8] and net.summary()[0]["format"] == "ShardedWeight"
 
 
 def test_summary_reports_format_density_bytes(rng):
