@@ -171,9 +171,10 @@ def _import_distributed():
 def get_client(client=None):
     """The client a model-parallel call runs on.
 
-    ``client`` if given; else Dask's current default client (the last ``Client(...)`` created with
-    ``set_as_default=True``, or the one inside ``with Client(...)``); else numaccel's embedded
-    ``LocalCluster``, started on first use and reused until :func:`shutdown` or exit.
+    ``client`` if given; inside a Dask task, a ``RuntimeError`` (pass the task's
+    ``distributed.worker_client()``); else Dask's current default client (the last ``Client(...)``
+    created with ``set_as_default=True``, or the one inside ``with Client(...)``); else numaccel's
+    embedded ``LocalCluster``, started on first use and reused until :func:`shutdown` or exit.
 
     The embedded cluster runs ``min(cores, 8)`` worker processes with one Dask thread each, listens on
     127.0.0.1 only, and caps each worker at ``cores // workers`` Numba threads and one BLAS thread
@@ -193,6 +194,15 @@ def get_client(client=None):
     if client is not None:
         return client
     distributed = _import_distributed()
+    try:
+        distributed.get_worker()
+    except ValueError:  # not inside a Dask task: the usual case
+        pass
+    else:
+        raise RuntimeError(
+            "a sharded linear inside a Dask task needs client=: the task would wait for shard tasks that may "
+            "need its own worker thread; use `with distributed.worker_client() as c: linear(x, w, client=c)`"
+        )
     try:
         return distributed.default_client()
     except ValueError:

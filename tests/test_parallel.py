@@ -313,6 +313,17 @@ def test_model_parallel_timeout_is_bounded(client, rng):
         na.linear(x, sw, client=client)
 
 
+def sharded_linear_without_client(x, sw):
+    return na.linear(x, sw)
+
+
+def test_sharded_linear_inside_a_task_needs_a_client(client, rng):
+    sw = na.shard(make_weight("dense", 4, 3, rng), 2)
+    fut = client.submit(sharded_linear_without_client, np.ones((1, 3), np.float32), sw, pure=False)
+    with pytest.raises(RuntimeError, match="inside a Dask task needs client="):
+        fut.result(timeout=TIMEOUT)
+
+
 def test_mlp_with_sharded_layers(client, rng, parity):
     W1 = rng.standard_normal((32, 20)).astype(np.float32)
     W2 = na.prune(rng.standard_normal((7, 32)).astype(np.float32), 0.5)
