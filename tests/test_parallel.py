@@ -412,11 +412,12 @@ def test_worker_killed_during_data_parallel_compute(client, tmp_path, rng, parit
 
 
 # --------------------------------------------------------------------------------------------------
-# concurrency: Python threads calling linear while Dask computes
+# concurrency: Python threads calling linear (two of them on a shared ShardedWeight) while Dask computes
 def test_eight_threads_while_dask_computes(client, rng, parity):
     weights = [make_weight(kind, 48, 64, rng) for kind in ("csr", "int8", "dense", "int8-g8-asym")]
     xs = [rng.standard_normal((b, 64)).astype(np.float32) for b in (1, 3, 16, 33)]
     refs = {(i, j): ref_linear(x, w) for i, w in enumerate(weights) for j, x in enumerate(xs)}
+    sharded = na.shard(weights[0], 3)  # threads 6 and 7 share it: concurrent placement on the cluster
     errors = []
     start = threading.Barrier(9)
 
@@ -425,7 +426,10 @@ def test_eight_threads_while_dask_computes(client, rng, parity):
             start.wait(timeout=TIMEOUT)
             for r in range(12):
                 i, j = (t + r) % len(weights), (t * 3 + r) % len(xs)
-                parity(na.linear(xs[j], weights[i]), refs[i, j])
+                if t >= 6 and r % 4 == 0:
+                    parity(na.linear(xs[j], sharded, client=client), refs[0, j])
+                else:
+                    parity(na.linear(xs[j], weights[i]), refs[i, j])
         except Exception as exc:  # noqa: BLE001 - reported below with the thread's number
             errors.append((t, exc))
 
@@ -436,7 +440,7 @@ def test_eight_threads_while_dask_computes(client, rng, parity):
     start.wait(timeout=TIMEOUT)
     local = na.linear(da.from_array(xbig, chunks=(16, 64)), weights[0]).compute(scheduler="threads")
     remote = client.compute(na.linear(da.from_array(xbig, chunks=(32, 64)), weights[1]))
-    sharded = na.linear(xbig, na.shard(weights[2], 2), client=client)
+    sharded_big = na.linear(xbig, na.shard(weights[2], 2), client=client)
     remote = remote.result(timeout=TIMEOUT)
     for t in threads:
         t.join(timeout=TIMEOUT)
@@ -444,7 +448,7 @@ def test_eight_threads_while_dask_computes(client, rng, parity):
     assert not errors, errors
     parity(local, ref_linear(xbig, weights[0]))
     parity(remote, ref_linear(xbig, weights[1]))
-    parity(sharded, ref_linear(xbig, weights[2]))
+    parity(sharded_big, ref_linear(xbig, weights[2]))
 
 
 # --------------------------------------------------------------------------------------------------
