@@ -102,6 +102,10 @@ def speed_columns(models: dict, in_features: int, *, rounds: int, batch: int = 2
     return cols
 
 
+def _formats(model) -> str:
+    return " / ".join(layer.format for layer in model.linears)
+
+
 def _speed_cells(s: dict) -> list[str]:
     return [f"{s['latency_us']:.0f} / {s['latency_us_min']:.0f}", f"{s['rows_per_s']:,.0f}",
             f"{s['speedup_b1']:.2f}x / {s['speedup_b1_min']:.2f}x", f"{s['speedup_b256']:.2f}x"]
@@ -150,9 +154,9 @@ def wide_demo(*, fast: bool, rounds: int) -> str:
     _say(f"timing batch 1 and batch 256, {rounds} interleaved rounds, median ...")
     speed = speed_columns(models, sizes[0], rounds=rounds, fast=fast)
     dense_bytes = dense.nbytes
-    rows = [[name, f"{m.nbytes / 2**20:.1f}", f"{dense_bytes / m.nbytes:.1f}x", *_speed_cells(speed[name])]
-            for name, m in models.items()]
-    header = ["model", "MiB", "smaller", *SPEED_HEADER]
+    rows = [[name, _formats(m), f"{m.nbytes / 2**20:.1f}", f"{dense_bytes / m.nbytes:.1f}x",
+             *_speed_cells(speed[name])] for name, m in models.items()]
+    header = ["model", "layers stored as", "MiB", "smaller", *SPEED_HEADER]
     title = (f"Wide MLP {sizes}, float32 activations, {_threads()} threads, {rounds} interleaved rounds "
              f"(speed-ups over the dense model through NumPy/BLAS; weights stay in cache between calls "
              f"only where they fit the last-level cache)")
@@ -207,12 +211,13 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int, out_dir: str | Non
     dense_bytes = first["teacher, dense fp32"].nbytes
     teacher_acc = statistics.mean(acc["teacher, dense fp32"])
     header = (["model"] + [f"acc % s{s}" for s in seeds]
-              + ["mean acc %", "vs teacher", "params", "bytes", "smaller", *SPEED_HEADER])
+              + ["mean acc %", "vs teacher", "layers stored as", "params", "bytes", "smaller", *SPEED_HEADER])
     rows = []
     for name, m in first.items():
         a = acc[name]
         rows.append([name] + [f"{v:.2f}" for v in a]
-                    + [f"{statistics.mean(a):.2f}", f"{statistics.mean(a) - teacher_acc:+.2f}", m.num_params,
+                    + [f"{statistics.mean(a):.2f}", f"{statistics.mean(a) - teacher_acc:+.2f}", _formats(m),
+                       m.num_params,
                        m.nbytes, f"{dense_bytes / m.nbytes:.1f}x", *_speed_cells(speed[name])])
     title = (f"Digits (scikit-learn load_digits, 1797 images 8x8, 20% test split per seed), teacher "
              f"{cfg['teacher']}, student {cfg['student']}, {_threads()} threads; speed from seed "
@@ -281,7 +286,7 @@ def _default_out() -> str:
 def demo(*, fast: bool = False, seeds=None, out: str | None = None, plot: bool = True, wide: bool = True,
          digits: bool = True) -> str:
     """Run the demo; print and return its report (and write it under ``out`` unless ``out`` is None)."""
-    rounds = 1 if fast else 5
+    rounds = 1 if fast else 7
     seeds = list(seeds) if seeds is not None else ([0] if fast else [0, 1, 2])
     if out is not None:
         os.makedirs(out, exist_ok=True)
