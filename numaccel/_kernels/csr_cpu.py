@@ -14,7 +14,9 @@ Three families:
   ``W`` columns (``_pack_rows_tiles`` / ``_pack_cols_tiles``, shape ``(T, K, W)``, zero padded); for each
   weight row, ``_tile_fma_W`` runs the row's nonzeros over one slab with the ``W``-column output tile held
   in ``<16 x float>`` (or ``<8 x float>``) registers, one ``llvm.fma`` per vector and nonzero, the value
-  broadcast. Rows are taken in blocks so a block's nonzeros stay in cache while every slab visits them.
+  broadcast, two sets of accumulators taking alternate nonzeros. A chunk's rows are taken in blocks of
+  ``block_rows``; every slab visits a block before the next block starts (``_config.CSR_BLOCK_ROWS``,
+  ``_config.CSR_TILE_MAX_WIDTH`` hold the measured choices: 32-column slabs, one block per chunk).
 - ``_spmm_csr_rows``: the portable path (float64, or no AVX-512): ``b`` as ``(K, P)`` C-contiguous, each
   nonzero an axpy over ``P`` contiguous values, four nonzeros per step.
 
@@ -36,7 +38,7 @@ from .._config import FASTMATH
 # Register-tile intrinsics: acc[0:W] = sum_p data[p] * xs[indices[p], 0:W] over p in [start, end).
 
 
-def _make_tile_fma(vw: int, nv: int, prefetch: int = 0):
+def _make_tile_fma(vw: int, nv: int):
     """Build the intrinsic for a tile of ``nv`` vectors of ``vw`` float32 lanes (width ``vw * nv``).
 
     Two sets of ``nv`` accumulators take alternate nonzeros, so that ``2 * nv`` independent FMA chains
@@ -83,26 +85,7 @@ def _make_tile_fma(vw: int, nv: int, prefetch: int = 0):
                     row.append(slot)
                 accs.append(row)
 
-            if prefetch:
-                pf = cgutils.get_or_insert_function(
-                    builder.module,
-                    ir.FunctionType(ir.VoidType(), [ir.PointerType(ir.IntType(8)), ir.IntType(32),
-                                                    ir.IntType(32), ir.IntType(32)]),
-                    "llvm.prefetch.p0",
-                )
-                last = builder.sub(end_v, ir.Constant(i64, 1))
-            i32c = lambda v: ir.Constant(ir.IntType(32), v)  # noqa: E731
-
             def step(p, slots):
-                if prefetch:
-                    q = builder.add(p, ir.Constant(i64, prefetch))
-                    q = builder.select(builder.icmp_signed("<", q, last), q, last)
-                    kq = ext(builder.load(builder.gep(ia.data, [q])), i64)
-                    rq = builder.gep(xbase, [builder.mul(kq, ir.Constant(i64, width))])
-                    for line in range(max(1, width * 4 // 64)):
-                        ptr = builder.bitcast(builder.gep(rq, [ir.Constant(i64, line * 16)]),
-                                              ir.PointerType(ir.IntType(8)))
-                        builder.call(pf, [ptr, i32c(0), i32c(3), i32c(1)])
                 v = builder.load(builder.gep(da.data, [p]))
                 vb = builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i64, 0)), undef,
                                             zero_mask)
@@ -133,12 +116,10 @@ def _make_tile_fma(vw: int, nv: int, prefetch: int = 0):
     return tile_fma
 
 
-# Software prefetch distance (nonzeros ahead) for the activation rows; 0 disables it.
-_PF = 0
-_tile_fma_8 = _make_tile_fma(8, 1, _PF)
-_tile_fma_16 = _make_tile_fma(16, 1, _PF)
-_tile_fma_32 = _make_tile_fma(16, 2, _PF)
-_tile_fma_64 = _make_tile_fma(16, 4, _PF)
+_tile_fma_8 = _make_tile_fma(8, 1)
+_tile_fma_16 = _make_tile_fma(16, 1)
+_tile_fma_32 = _make_tile_fma(16, 2)
+_tile_fma_64 = _make_tile_fma(16, 4)
 
 #: Slab widths the tile kernel supports, narrowest first.
 TILE_WIDTHS = (8, 16, 32, 64)
