@@ -135,6 +135,21 @@ def _threads() -> int:
     return numba.get_num_threads()
 
 
+def environment() -> str:
+    """One line naming what the figures depend on: library versions, threads, the BLAS settings."""
+    import platform
+
+    import numba
+
+    from . import _config
+
+    names = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+    blas = ", ".join(f"{k}={os.environ[k]}" for k in names if k in os.environ)
+    return (f"numpy {np.__version__}, numba {numba.__version__} ({_config.threading_layer()} layer, "
+            f"{_threads()} threads), {platform.machine()} {os.cpu_count()} CPUs; "
+            f"{blas or 'OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset'}")
+
+
 # --------------------------------------------------------------------------------------------------
 # the wide MLP: speed only
 
@@ -292,6 +307,7 @@ def demo(*, fast: bool = False, seeds=None, out: str | None = None, plot: bool =
         os.makedirs(out, exist_ok=True)
     t0 = time.perf_counter()
     parts = []
+    env = f"Environment: {environment()}. Command: numaccel demo{' --fast' if fast else ''}.\n\n"
     if wide:
         text = wide_demo(fast=fast, rounds=rounds)
         _say("\n" + text)
@@ -303,7 +319,7 @@ def demo(*, fast: bool = False, seeds=None, out: str | None = None, plot: bool =
     if out is not None:
         for name, text in parts:
             with open(os.path.join(out, name), "w") as f:
-                f.write(text)
+                f.write(env + text)
         _say(f"tables written to {out}/ ({time.perf_counter() - t0:.0f} s in all)")
     return "\n".join(text for _, text in parts)
 
