@@ -43,8 +43,12 @@ def impl_label(info: dict) -> str:
     return f"{impl}[{blas}]" if blas else impl
 
 
-def load(paths) -> dict:
-    """``{param_key: {impl_label: stats}}`` where stats has median, min, rounds (seconds)."""
+STAT = "median"  # the statistic the tables and plots compare; --stat min for a noisy, shared machine
+
+
+def load(paths, stat: str = "median") -> dict:
+    """``{param_key: {impl_label: stats}}`` where stats has median, min, rounds (seconds); ``median`` holds
+    the statistic chosen by ``stat`` (the field every comparison reads)."""
     table: dict = defaultdict(dict)
     for path in paths:
         with open(path, encoding="utf-8") as fh:
@@ -56,7 +60,7 @@ def load(paths) -> dict:
             key = tuple(info.get(f) for f in KEY_FIELDS)
             label = impl_label(info)
             st = bench["stats"]
-            row = {"median": st["median"], "min": st["min"], "rounds": st.get("rounds", 0)}
+            row = {"median": st[stat], "min": st["min"], "rounds": st.get("rounds", 0)}
             row["impl"] = info["impl"]
             old = table[key].get(label)
             if old is None or row["median"] < old["median"]:
@@ -113,8 +117,8 @@ def markdown(table: dict, title: str) -> str:
         ours = [n for n in labels if impl_kind(n) == "ours"]
         lines += [f"## {family}", ""]
         lines.append(
-            "Median time per call; speed-ups are median ratios against the fastest dense configuration "
-            "(`numpy*`) and the fastest other anchor of the same row."
+            f"{STAT.capitalize()} time per call; speed-ups are ratios of {STAT} times against the fastest "
+            "dense configuration (`numpy*`) and the fastest other anchor of the same row."
         )
         lines.append("")
         head = ["shape (N×K)", "dtype", "weights", "threads", "group", "sparsity", "batch"] + labels
@@ -214,8 +218,12 @@ def main(argv=None) -> int:
     ap.add_argument("json", nargs="+", help="pytest-benchmark JSON files (from --benchmark-json)")
     ap.add_argument("--out", required=True, help="output stem: writes STEM.md and STEM.png")
     ap.add_argument("--title", default="numaccel benchmarks")
+    ap.add_argument("--stat", choices=("median", "min"), default="median",
+                    help="statistic compared (min resists interference on a shared machine)")
     args = ap.parse_args(argv)
-    table = load(args.json)
+    global STAT
+    STAT = args.stat
+    table = load(args.json, args.stat)
     if not table:
         print("no benchmark with extra_info['impl'] and ['family'] found", file=sys.stderr)
         return 1
