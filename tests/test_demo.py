@@ -22,7 +22,9 @@ def test_demo_fast_writes_tables_and_plot(tmp_path, capsys):
     digits = (tmp_path / "demo_digits.md").read_text()
     assert all(f"| {name}" in wide for name in WIDE_ROWS)
     assert all(f"| {name}" in digits for name in DIGITS_ROWS)
-    assert wide in printed and digits.split("\nplot:")[0] in printed
+    assert wide.startswith("Environment: numpy") and digits.startswith("Environment: numpy")
+    env_line = wide.split("\n\n", 1)[0]
+    assert wide[len(env_line) + 2:] in printed and digits[len(env_line) + 2:].split("\nplot:")[0] in printed
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "demo_digits.png").stat().st_size > 1000
 
