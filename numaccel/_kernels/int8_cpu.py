@@ -1,10 +1,15 @@
 """Int8-weight kernels for the CPU: weight-only (fused dequantization) and W8A8.
 
-Contract shared by every kernel here (inputs validated by the caller):
-``q`` int8 (N, K) C-contiguous codes; ``scales`` float32 (N, G) and ``zps`` int32 (N, G), one entry per
-group of ``gs`` consecutive input features (the last group of a row may be shorter; G = 1 and gs = K for
-per-channel scales); activations float32/float64 (B, K) C-contiguous; ``out`` (B, N) C-contiguous of the
-activations' dtype, every element written. Each ``prange`` iteration owns whole output columns (weight rows).
+Inputs are validated by the caller; every kernel writes each element of a C-contiguous ``out`` (B, N) of
+the activations' dtype, and each ``prange`` iteration owns whole output columns (weight rows).
+
+* Plain kernels (``_qmm_int8_simple``, ``_w8a8_simple``): ``q`` int8 (N, K) C-contiguous codes, ``scales``
+  float32 (N, G) and ``zps`` int32 (N, G), one entry per group of ``gs`` consecutive input features (the
+  last group of a row may be shorter; G = 1 and gs = K for per-channel scales). They serve float64
+  activations, the portable W8A8 path and runs with NUMBA_DISABLE_JIT.
+* Panel kernels (``_qmm_int8_panels``, ``_w8a8_vnni_panels``): the codes packed in 64-row panels and the
+  activations in blocks of the reduction axis (layouts in their docstrings), multiplied in register tiles
+  of up to 6 activation rows x 64 outputs by the micro-kernels of ``vnni_x86``.
 """
 
 from __future__ import annotations
