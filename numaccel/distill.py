@@ -34,12 +34,16 @@ def _kd(s: np.ndarray, t: np.ndarray, labels: np.ndarray, T: float, alpha: float
     loss = (1.0 - alpha) * -float(logp_s[rows, labels].sum())
     grad *= 1.0 - alpha
     if alpha:
-        logq_s = log_softmax(s / T)
-        logq_t = log_softmax(t / T)
+        with np.errstate(over="ignore"):
+            s_t, t_t = s / T, t / T
+        if not (np.isfinite(s_t).all() and np.isfinite(t_t).all()):
+            raise ValueError(f"temperature={T} is too small for these logits: logits / temperature overflow")
+        logq_s = log_softmax(s_t)
+        logq_t = log_softmax(t_t)
         q_t = np.exp(logq_t)
         # KL(q_t || q_s) = sum q_t (log q_t - log q_s); a q_t that underflows to 0 contributes exactly 0.
-        kl = float((q_t * (logq_t - logq_s)).sum())
-        loss += alpha * T * T * kl
+        kl = max(float((q_t * (logq_t - logq_s)).sum()), 0.0)  # >= 0; rounding may leave -1e-17
+        loss += alpha * (T * (T * kl))  # in this order T * T cannot overflow where kl == 0
         # d/ds of T^2 KL = T^2 * (q_s - q_t) / T
         grad += (alpha * T) * (np.exp(logq_s) - q_t)
     return loss / b, grad / b

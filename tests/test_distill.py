@@ -121,3 +121,8 @@ def test_distill_from_a_compressed_teacher_and_mismatch(rng):
     assert na.distill(teacher, nn.MLP.init([8, 4, 4], seed=1), X, y, epochs=1).sizes == [8, 4, 4]
     with pytest.raises(ValueError, match="outputs"):
         na.distill(teacher, nn.MLP.init([8, 4, 3], seed=1), X, y % 3, epochs=1)
+
+
+def test_tiny_temperature_that_overflows_raises():
+    with pytest.raises(ValueError, match="too small"):
+        na.kd_loss(np.ones((1, 2)), np.zeros((1, 2)), np.array([0]), temperature=1e-310, alpha=0.5)
