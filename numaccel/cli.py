@@ -172,10 +172,15 @@ def wide_demo(*, fast: bool, rounds: int) -> str:
     rows = [[name, _formats(m), f"{m.nbytes / 2**20:.1f}", f"{dense_bytes / m.nbytes:.1f}x",
              *_speed_cells(speed[name])] for name, m in models.items()]
     header = ["model", "layers stored as", "MiB", "smaller", *SPEED_HEADER]
+    targets = "\n".join(
+        f"- {name}, batch 1: {s['speedup_b1']:.2f}x (median) / {s['speedup_b1_min']:.2f}x (best) faster "
+        f"than dense (target >= {goal}x): {_check(s['speedup_b1'] >= goal)} / "
+        f"{_check(s['speedup_b1_min'] >= goal)}"
+        for name, goal, s in (("pruned 90%", 5, speed["pruned 90%"]), ("int8", 3, speed["int8"])))
     title = (f"Wide MLP {sizes}, float32 activations, {_threads()} threads, {rounds} interleaved rounds "
              f"(speed-ups over the dense model through NumPy/BLAS; weights stay in cache between calls "
              f"only where they fit the last-level cache)")
-    return f"{title}{_FAST_NOTE if fast else ''}\n\n{markdown_table(header, rows)}\n"
+    return f"{title}{_FAST_NOTE if fast else ''}\n\n{markdown_table(header, rows)}\n\nTargets:\n{targets}\n"
 
 
 _FAST_NOTE = " [fast mode: small models, one short timing sample each; the figures are a smoke test]"
@@ -232,17 +237,44 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int, out_dir: str | Non
         a = acc[name]
         rows.append([name] + [f"{v:.2f}" for v in a]
                     + [f"{statistics.mean(a):.2f}", f"{statistics.mean(a) - teacher_acc:+.2f}", _formats(m),
-                       m.num_params,
-                       m.nbytes, f"{dense_bytes / m.nbytes:.1f}x", *_speed_cells(speed[name])])
+                       m.num_params, m.nbytes, f"{dense_bytes / m.nbytes:.1f}x", *_speed_cells(speed[name])])
     title = (f"Digits (scikit-learn load_digits, 1797 images 8x8, 20% test split per seed), teacher "
              f"{cfg['teacher']}, student {cfg['student']}, {_threads()} threads; speed from seed "
              f"{seeds[0]}'s models, {rounds} interleaved rounds")
     text = f"{title}{_FAST_NOTE if fast else ''}\n\n{markdown_table(header, rows)}\n"
+    text += "\n" + _digits_targets(first, acc) + "\n"
     if plot and out_dir is not None:
         path = _plot(first, acc, speed, os.path.join(out_dir, "demo_digits.png"))
         if path:
             text += f"\nplot: {path}\n"
     return text
+
+
+def _check(ok: bool) -> str:
+    return "met" if ok else "missed"
+
+
+def _digits_targets(models: dict, acc: dict) -> str:
+    """The issue's digits targets, computed from the accuracies (means over the seeds) and bytes."""
+    mean = {name: statistics.mean(a) for name, a in acc.items()}
+    t = mean["teacher, dense fp32"]
+    d_int8 = mean["int8"] - t
+    d_p90 = mean["pruned 90% + fine-tune"] - t
+    ratio = models["teacher, dense fp32"].nbytes / models["pruned 90% + int8"].nbytes
+    fewer = models["teacher, dense fp32"].num_params / models["student, distilled"].num_params
+    d_kd = mean["student, distilled"] - t
+    gain = mean["student, distilled"] - mean["student, labels only"]
+    lines = [
+        f"- int8 vs teacher: {d_int8:+.2f} points (target within 0.5): {_check(d_int8 >= -0.5)}",
+        f"- pruned 90% + fine-tune vs teacher: {d_p90:+.2f} points (target within 1.0): "
+        f"{_check(d_p90 >= -1.0)}",
+        f"- pruned 90% + int8: {ratio:.1f}x fewer bytes than dense fp32 (target >= 10x): "
+        f"{_check(ratio >= 10)}",
+        f"- distilled student ({fewer:.1f}x fewer parameters, target >= 8x: {_check(fewer >= 8)}): "
+        f"{d_kd:+.2f} points vs teacher (target within 1.5): {_check(d_kd >= -1.5)}; "
+        f"{gain:+.2f} points vs labels only (target >= +0.5): {_check(gain >= 0.5)}",
+    ]
+    return "Targets (means over the seeds):\n" + "\n".join(lines)
 
 
 # Digits settings: Adam throughout, the teacher with decoupled weight decay (a regularised teacher gives
