@@ -39,9 +39,16 @@ def _host_has_avx512() -> bool:
         return False
 
 
+def _jit_enabled() -> bool:
+    import numba
+
+    return not numba.config.DISABLE_JIT
+
+
 # The float32 batched CSR kernel uses 16-lane FMA register tiles where AVX-512 is present and the
-# portable plain-Numba kernel elsewhere. Tests flip this to cover both paths on one machine.
-CSR_USE_TILES = _host_has_avx512()
+# portable plain-Numba kernel elsewhere (also under NUMBA_DISABLE_JIT=1: LLVM intrinsics cannot run as
+# Python). Tests flip this to cover both paths on one machine.
+CSR_USE_TILES = _host_has_avx512() and _jit_enabled()
 
 _lock = threading.Lock()
 _checked = False

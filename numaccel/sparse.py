@@ -76,6 +76,14 @@ class CSRWeight:
     once, as uint16 when ``K <= 65536`` (6 bytes per nonzero with the value) and int32 otherwise; the
     ``indices`` attribute returns them as int32.
 
+    ``linear`` and ``spmm`` run hand-written parallel kernels on the stored arrays: rows are split among
+    threads in chunks of about equal numbers of nonzeros, each chunk owned by one thread. Batch 1 is a
+    gather-and-multiply over each row; larger float32 batches pack the activations into slabs of 8 to 32
+    columns and run each row's nonzeros with the output tile held in AVX-512 registers (a portable kernel
+    is used where AVX-512 is absent, and for float64). The kernels are safe to call from several Python
+    threads at once: Numba's ``tbb`` and ``omp`` threading layers allow it, and under its ``workqueue``
+    fallback (no TBB or OpenMP runtime installed) numaccel serialises the calls with a lock.
+
     Examples
     --------
     >>> import numpy as np, numaccel as na

@@ -17,7 +17,7 @@ import numaccel as na
 from numaccel import _config
 from numaccel._kernels import csr_cpu
 
-HAS_AVX512 = _config._host_has_avx512()
+HAS_AVX512 = _config._host_has_avx512() and _config._jit_enabled()  # the register-tile kernel can run
 PATHS = ["tiles", "portable"] if HAS_AVX512 else ["portable"]
 
 
@@ -91,7 +91,7 @@ def test_linear_layouts(rng, parity, path, layout, b):
 @pytest.mark.parametrize("max_width", [8, 16, 32, 64])
 def test_every_slab_width(rng, parity, monkeypatch, max_width):
     if not HAS_AVX512:
-        pytest.skip("the register-tile kernel needs AVX-512")
+        pytest.skip("the register-tile kernel needs AVX-512 and the JIT")
     monkeypatch.setattr(_config, "CSR_USE_TILES", True)
     monkeypatch.setattr(_config, "CSR_TILE_MAX_WIDTH", max_width)
     monkeypatch.setattr(_config, "CSR_BLOCK_ROWS", 3)
