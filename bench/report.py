@@ -106,8 +106,10 @@ def _sort_key(key):
     )
 
 
-def markdown(table: dict, title: str) -> str:
+def markdown(table: dict, title: str, note: str = "") -> str:
     lines = [f"# {title}", ""]
+    if note:
+        lines += [note, ""]
     by_family = defaultdict(list)
     for key in table:
         by_family[key[0]].append(key)
@@ -218,6 +220,7 @@ def main(argv=None) -> int:
     ap.add_argument("json", nargs="+", help="pytest-benchmark JSON files (from --benchmark-json)")
     ap.add_argument("--out", required=True, help="output stem: writes STEM.md and STEM.png")
     ap.add_argument("--title", default="numaccel benchmarks")
+    ap.add_argument("--note", default="", help="a paragraph placed under the title (conditions of the run)")
     ap.add_argument("--stat", choices=("median", "min"), default="median",
                     help="statistic compared (min resists interference on a shared machine)")
     args = ap.parse_args(argv)
@@ -229,7 +232,7 @@ def main(argv=None) -> int:
         return 1
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    md = markdown(table, args.title)
+    md = markdown(table, args.title, args.note)
     out.with_suffix(".md").write_text(md + "\n", encoding="utf-8")
     wrote_png = plot(table, out.with_suffix(".png"), args.title)
     print(f"wrote {out.with_suffix('.md')}" + (f" and {out.with_suffix('.png')}" if wrote_png else ""))
