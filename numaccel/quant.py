@@ -300,7 +300,8 @@ class Int8Weight:
                 xu = np.empty((-(-kp // kx), B, kx), dtype=np.uint8)
                 sx = np.empty(B, dtype=np.float64)
                 qxsum = np.empty((B, g), dtype=np.int32)
-                int8_cpu._quantize_rows_u8(x, self._gs, xu, sx, qxsum)
+                quantize_rows = int8_cpu._quantize_rows_u8 if B > 2 else int8_cpu._quantize_rows_u8_serial
+                quantize_rows(x, self._gs, xu, sx, qxsum)
                 if vnni:
                     panels4, corrT, zT = self._panels4()
                     gs4 = panels4.shape[1] if self._group_size is None else self._gs // 4

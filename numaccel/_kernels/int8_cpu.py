@@ -97,8 +97,8 @@ def _abs_max(xb):
     return t64.view(np.float64)[0]
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _quantize_rows_u8(x, gs, xu, sx, qxsum):
+@njit(inline="always")
+def _quantize_rows_u8_body(x, gs, xu, sx, qxsum):
     """Symmetric per-row activation quantization for W8A8, written in blocks of the reduction axis.
 
     ``sx[b] = max|x[b]| / 127`` and codes ``qx = rint(x[b] * (1 / sx[b]))`` (in [-127, 127]) in float64
@@ -144,6 +144,19 @@ def _quantize_rows_u8(x, gs, xu, sx, qxsum):
                 for k in range(seg.size):
                     t += np.int32(seg[k])
                 qxsum[b, g] = np.int32(t - 128 * seg.size)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _quantize_rows_u8(x, gs, xu, sx, qxsum):
+    """``_quantize_rows_u8_body``, rows split among threads."""
+    _quantize_rows_u8_body(x, gs, xu, sx, qxsum)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _quantize_rows_u8_serial(x, gs, xu, sx, qxsum):
+    """``_quantize_rows_u8_body`` on the calling thread: for one or two rows, where starting the thread team
+    costs more than the work (and, when a core is busy elsewhere, waits for it)."""
+    _quantize_rows_u8_body(x, gs, xu, sx, qxsum)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
