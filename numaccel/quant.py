@@ -236,18 +236,22 @@ class Int8Weight:
             qp = np.zeros((npad, k), dtype=np.int8)
             qp[:n] = self._q
             panels = np.ascontiguousarray(qp.reshape(-1, vnni_x86.PANEL, k).transpose(0, 2, 1))
-            g = self._s2.shape[1]
-            sT = np.zeros((g, npad), dtype=np.float32)
-            sT[:, :n] = self._s2.T
-            zT = np.zeros((g, npad), dtype=np.float32)
-            zT[:, :n] = self._z2.T
-            pk = self._pk = (_frozen(panels), _frozen(sT), _frozen(zT))
+            zT = self._transposed(self._z2, np.float32)
+            pk = self._pk = (_frozen(panels), self._transposed(self._s2), zT)
         return pk
+
+    def _transposed(self, a: np.ndarray, dtype=None) -> np.ndarray:
+        """Per-group parameters (N, G) as (G, 64P), zero past N: one row of a panel's 64 values per group."""
+        n, g = a.shape
+        npad = -(-n // vnni_x86.PANEL) * vnni_x86.PANEL
+        t = np.zeros((g, npad), dtype=dtype or a.dtype)
+        t[:, :n] = a.T
+        return _frozen(t)
 
     def _panels4(self):
         """VNNI layout, made once on first use: (P, ceil(K/4), 256) panels holding, for each step of 4
-        features, the 4 codes of each of 64 rows together; ``128 * group sums of q`` and zero points as
-        (G, 64P) int32."""
+        features, the 4 codes of each of 64 rows together; ``128 * group sums of q`` (int32), scales
+        (float32) and zero points (int32) as (G, 64P)."""
         pk = self._pk4
         if pk is None:
             n, k = self._q.shape
@@ -258,12 +262,9 @@ class Int8Weight:
             panels = np.ascontiguousarray(
                 qp.reshape(-1, vnni_x86.PANEL, k4, 4).transpose(0, 2, 1, 3)
             ).reshape(-1, k4, 4 * vnni_x86.PANEL)
-            g = self._s2.shape[1]
-            corrT = np.zeros((g, npad), dtype=np.int32)
-            corrT[:, :n] = 128 * _group_sums(self._q.astype(np.int32), self._gs, g).T
-            zT = np.zeros((g, npad), dtype=np.int32)
-            zT[:, :n] = self._z2.T
-            pk = self._pk4 = (_frozen(panels), _frozen(corrT), _frozen(zT))
+            corr = 128 * _group_sums(self._q.astype(np.int32), self._gs, self._s2.shape[1])
+            pk = self._pk4 = (_frozen(panels), self._transposed(corr), self._transposed(self._s2),
+                              self._transposed(self._z2))
         return pk
 
     def _linear(self, x: np.ndarray, out: np.ndarray, *, activations=None) -> None:
@@ -303,11 +304,9 @@ class Int8Weight:
                 quantize_rows = int8_cpu._quantize_rows_u8 if B > 2 else int8_cpu._quantize_rows_u8_serial
                 quantize_rows(x, self._gs, xu, sx, qxsum)
                 if vnni:
-                    panels4, corrT, zT = self._panels4()
+                    panels4, corrT, sT, zT = self._panels4()
                     gs4 = panels4.shape[1] if self._group_size is None else self._gs // 4
-                    int8_cpu._w8a8_vnni_panels(
-                        panels4, corrT, self._panels()[1], zT, gs4, xu, sx, qxsum, _KC_VNNI // 4, out
-                    )
+                    int8_cpu._w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, _KC_VNNI // 4, out)
                 else:
                     int8_cpu._w8a8_simple(self._q, self._s2, self._z2, self._gs, xu, sx, qxsum, out)
 
