@@ -29,8 +29,11 @@ _USE_PANELS = not numba.config.DISABLE_JIT
 # Reduction blocks (features) of the panel kernels: the weight block stays in L1, the activations' in L2.
 _KC_I8F32 = 256
 _KC_VNNI = 512
-# For batches of more than one row the activations are copied into blocks of about _KX features (rows _KX
-# apart rather than K): rows K apart fall into the same cache sets and evict each other (measured: 2x).
+# Larger batches of activations are copied into blocks of about _KX features (rows _KX apart rather than
+# K): many rows K apart fall into the same cache sets and evict each other (measured: 2x at B = 256; no
+# difference up to B = 12, where the float32 path skips the copy and its extra thread-team start). The
+# W8A8 path always writes its quantized activations in blocks.
+_PACK_MIN_B = 8
 _KX_F32 = 256
 _KX_U8 = 512
 
@@ -280,7 +283,7 @@ class Int8Weight:
         with _config.kernel_guard():
             if activations is None and x.dtype == np.float32 and _USE_PANELS:
                 panels, sT, zT = self._panels()
-                if B > 1:
+                if B > _PACK_MIN_B:
                     kx = _block(k, self._gs, g, _KX_F32)
                     xp = np.empty((-(-k // kx), B, kx), dtype=np.float32)
                     int8_cpu._pack_blocks(x, xp)
