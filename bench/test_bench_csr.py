@@ -1,14 +1,22 @@
 """Pruned (CSR) linear layers: numaccel against dense NumPy/BLAS, scipy.sparse, torch.sparse and MKL
 (``sparse_dot_mkl``), each where installed, in the same parametrisation and process.
 
-Full run (about 10 minutes on 2 cores; ``NUMACCEL_BENCH_QUICK=1`` for a 4096×4096 tuning subset)::
+Full run, one process per implementation (about 9 minutes on 2 cores; ``NUMACCEL_BENCH_QUICK=1`` for a
+4096×4096 tuning subset)::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/test_bench_csr.py \\
-        --benchmark-json=bench/results/csr.json -p no:cacheprovider -q
-    # the dense anchor under the other BLAS configuration (faster at small batches), merged by report.py:
-    python -m pytest bench/test_bench_csr.py -k numpy --benchmark-json=bench/results/csr_blasenv.json \\
+    for impl in numaccel numpy scipy torch mkl; do
+        env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/test_bench_csr.py -k "$impl" \
+            --benchmark-json=bench/results/csr_$impl.json -p no:cacheprovider -q
+    done
+    # the dense anchor under the other BLAS configuration (faster at small batches):
+    python -m pytest bench/test_bench_csr.py -k numpy --benchmark-json=bench/results/csr_numpy_blasenv.json \
         -p no:cacheprovider -q
-    python bench/report.py bench/results/csr.json bench/results/csr_blasenv.json --out bench/results/csr
+    python bench/report.py bench/results/csr_*.json --out bench/results/csr
+
+Running everything in one process (one ``pytest`` call without ``-k``) also works, but on a 2-core machine
+the thread pools that torch and MKL leave behind (OpenMP, TBB) slowed numaccel's next parallel calls up to
+30-fold (batch 1: 8 ms instead of 0.25 ms) even after the 0.25 s pause, so the figures we quote come from
+one process per implementation; torch and sparse_dot_mkl are imported only by the tests that time them.
 
 Every implementation computes ``y = x @ W.T`` with ``W`` (N, K) pruned by magnitude to the given sparsity
 (unstructured, whole tensor). Batch 1 passes ``x`` as a vector (NumPy then runs sgemv). The sparse anchors
@@ -20,7 +28,9 @@ skipped (the size cap), and so is one whose package is not installed.
 
 from __future__ import annotations
 
+import glob
 import os
+import sys
 import time
 
 import numba
@@ -39,32 +49,41 @@ BLAS = "openblas-env-unset" if "OPENBLAS_CORETYPE" not in os.environ else "openb
 IMPLS = ["numaccel", "numpy", "scipy", "torch", "mkl"]
 
 try:
-    import torch
-
-    torch.set_num_threads(numba.get_num_threads())
-except ImportError:  # optional anchor
-    torch = None
-try:
     import scipy.sparse as sp
 except ImportError:  # optional anchor
     sp = None
 
-def _find_mkl_rt() -> None:
-    """sparse_dot_mkl looks for libmkl_rt on the loader path; the ``mkl`` wheel puts it in <prefix>/lib."""
-    if "MKL_RT" not in os.environ:
-        import glob
-        import sys
-
-        found = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
-        if found:
-            os.environ["MKL_RT"] = found[0]
+_OPTIONAL: dict = {}
 
 
-try:
-    _find_mkl_rt()
-    from sparse_dot_mkl import dot_product_mkl
-except (ImportError, OSError):  # optional anchor: pip install sparse_dot_mkl mkl
-    dot_product_mkl = None
+def _torch():
+    """torch, imported on first use (None when absent): its thread pool never starts in a process that
+    does not time it."""
+    if "torch" not in _OPTIONAL:
+        try:
+            import torch
+
+            torch.set_num_threads(numba.get_num_threads())
+        except ImportError:
+            torch = None
+        _OPTIONAL["torch"] = torch
+    return _OPTIONAL["torch"]
+
+
+def _mkl_dot():
+    """sparse_dot_mkl's ``dot_product_mkl``, imported on first use (None when absent). The ``mkl`` wheel
+    puts libmkl_rt in <prefix>/lib, where sparse_dot_mkl does not look: point MKL_RT at it."""
+    if "mkl" not in _OPTIONAL:
+        if "MKL_RT" not in os.environ:
+            found = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
+            if found:
+                os.environ["MKL_RT"] = found[0]
+        try:
+            from sparse_dot_mkl import dot_product_mkl
+        except (ImportError, OSError):  # optional anchor: pip install sparse_dot_mkl mkl
+            dot_product_mkl = None
+        _OPTIONAL["mkl"] = dot_product_mkl
+    return _OPTIONAL["mkl"]
 
 
 def _grid():
@@ -115,6 +134,7 @@ def _anchor_copies(ws, impl):
         if impl in ("scipy", "mkl"):
             ws[impl] = [csr.to_scipy() for _ in range(ncopy)]
         elif impl == "torch":
+            torch = _torch()
             ws[impl] = [
                 torch.sparse_csr_tensor(torch.from_numpy(csr.indptr.astype(np.int64)),
                                         torch.from_numpy(csr.indices.astype(np.int64)),
@@ -126,8 +146,9 @@ def _anchor_copies(ws, impl):
 
 @pytest.mark.parametrize(("n", "k", "sparsity", "batch", "weights", "impl"), list(_cases()))
 def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
-    missing = {"scipy": sp is None, "torch": torch is None, "mkl": dot_product_mkl is None}
-    if missing.get(impl):
+    if (impl == "scipy" and sp is None) or (impl == "torch" and _torch() is None) or (
+        impl == "mkl" and _mkl_dot() is None
+    ):
         pytest.skip(f"{impl} is not installed")
     ws = _weights(n, k, sparsity, weights)
     rng = np.random.default_rng(1)
@@ -158,10 +179,12 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
             return (pick(mats) @ xt).T
     elif impl == "mkl":
         mats = _anchor_copies(ws, "mkl")
+        dot_product_mkl = _mkl_dot()
 
         def fn():
             return dot_product_mkl(pick(mats), xt).T
     else:
+        torch = _torch()
         mats = _anchor_copies(ws, "torch")
         tx = torch.from_numpy(xt.reshape(k, -1))
 
