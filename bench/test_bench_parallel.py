@@ -5,7 +5,8 @@ rows in chunks of 256, on (a) LocalClusters of 1 and 2 worker processes with 1 t
 and kept on the workers, the result persisted there: what is timed is the computation, not moving the
 batch), (b) Dask's threaded scheduler with 1 and 2 threads, (c) the same kernel on one chunk with one
 Numba thread (the per-chunk kernel time the Dask overhead is measured against) and on the whole batch
-without Dask.
+without Dask, (d) the chunks split over one or two plain processes without Dask: the machine's own ceiling
+for two workers at the time of the run (on a shared machine it is well below 2).
 
 Model parallel: an MLP whose weights (704 MB, float32) exceed each worker's memory limit (600 MB, spilling
 off) runs on 4 workers with every layer sharded 8 ways, and its outputs are compared with the local model.
@@ -282,12 +283,49 @@ def _median_ms(samples) -> float:
     return 1e3 * statistics.median(samples)
 
 
+# The machine's own ceiling, without Dask: the same chunk kernels in one or two plain processes.
+_PROC: dict = {}
+
+
+def _proc_init(weights) -> None:
+    import numba
+
+    numba.set_num_threads(1)
+    _PROC["weights"] = weights
+    _PROC["x"] = np.random.default_rng(1).standard_normal((CHUNK, N), dtype=np.float32)
+    for w in weights.values():  # load or compile the kernels in every process before any timing
+        na.linear(_PROC["x"], w)
+
+
+def _proc_chunks(kind: str, n: int) -> float:
+    w, x = _PROC["weights"][kind], _PROC["x"]
+    t0 = time.perf_counter()
+    for _ in range(n):
+        na.linear(x, w)
+    return time.perf_counter() - t0
+
+
+def run_processes(pool, kind: str, procs: int) -> None:
+    """All the batch's chunks split over ``procs`` plain processes running at once (1 thread each)."""
+    chunks = BATCH // CHUNK
+    futs = [pool.submit(_proc_chunks, kind, chunks // procs) for _ in range(procs)]
+    for f in futs:
+        f.result()
+
+
 def scaling(rounds: int) -> dict:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     weights = make_weights()
     x_local = np.random.default_rng(1).standard_normal((BATCH, N), dtype=np.float32)
     chunk = np.ascontiguousarray(x_local[:CHUNK])
     started = {w: start_cluster(w) for w in (1, 2)}
     clients = {w: c for w, (_, c) in started.items()}
+    pool = ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn"), initializer=_proc_init,
+                               initargs=(weights,))
+    for kind in weights:  # start both processes (each runs the initializer) before any timing
+        run_processes(pool, kind, 2)
     results = {}
     try:
         for kind, w in weights.items():
@@ -300,6 +338,8 @@ def scaling(rounds: int) -> dict:
                 "threads-2": lambda w=w: run_threaded(x_local, w, 2),
                 "dask-1x1": lambda w=w, xs=xs: run_on_cluster_recorded(clients[1], xs[1], w),
                 "dask-2x1": lambda w=w, xs=xs: run_on_cluster_recorded(clients[2], xs[2], w),
+                "procs-1": lambda kind=kind: run_processes(pool, kind, 1),
+                "procs-2": lambda kind=kind: run_processes(pool, kind, 2),
             }
             samples = {name: [] for name in configs}
             # Dask overhead per chunk from the task stream, in the same run: (workers * wall - time the
@@ -332,12 +372,14 @@ def scaling(rounds: int) -> dict:
                 "median_ms": med,
                 "min_ms": {name: 1e3 * min(s) for name, s in samples.items()},
                 "speedup_2x1_vs_1x1": med["dask-1x1"] / med["dask-2x1"],
+                "speedup_2_processes_no_dask": med["procs-1"] / med["procs-2"],
                 "speedup_threads_2_vs_1": med["threads-1"] / med["threads-2"],
                 "dask_overhead_per_chunk_ms": (med["dask-1x1"] - chunks * kernel) / chunks,
                 "dask_overhead_per_chunk_frac": (med["dask-1x1"] - chunks * kernel) / chunks / kernel,
                 "threads_overhead_per_chunk_frac": (med["threads-1"] - chunks * kernel) / chunks / kernel,
             }
     finally:
+        pool.shutdown()
         for cluster, client in started.values():
             client.close()
             cluster.close()
@@ -359,8 +401,9 @@ def write_report(path: str, doc: dict) -> None:
         "",
         "| weights | kernel/chunk, 1 thread (ms) | local 1t (ms) | local 2t (ms) | threads-1 (ms) "
         "| threads-2 (ms) | dask 1x1 (ms) | dask 2x1 (ms) | 2x1 vs 1x1 | threads 2 vs 1 "
-        "| Dask overhead/chunk vs kernel/chunk | task stream 1x1: overhead/chunk, task | task stream 2x1 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| Dask overhead/chunk vs kernel/chunk | task stream 1x1: overhead/chunk, task | task stream 2x1 "
+        "| 2 vs 1 plain processes (no Dask) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, r in doc["data_parallel"].items():
         m = r["median_ms"]
@@ -374,7 +417,7 @@ def write_report(path: str, doc: dict) -> None:
                 f"({100 * t['overhead_frac']:.1f} %)"
                 for t in (r["task_stream"]["dask-1x1"], r["task_stream"]["dask-2x1"])
             )
-            + " |"
+            + f" | {r['speedup_2_processes_no_dask']:.2f}x |"
         )
     mlp = doc.get("model_parallel")
     if mlp:
