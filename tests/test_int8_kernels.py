@@ -16,7 +16,7 @@ from numaccel._kernels import vnni_x86
 # (N, K, B): N not a multiple of the 64-row panel, odd K, K smaller than a group, B = 1, an empty batch,
 # and a batch large enough for the activations to be copied into several blocks of the reduction axis
 SHAPES = [(37, 301, 5), (130, 64, 1), (64, 200, 13), (70, 150, 7), (3, 20, 2), (1, 1, 1), (9, 40, 0),
-          (70, 1100, 20)]
+          (70, 1101, 20)]
 GROUPS = [None, 32, 64, 128, 100]
 NO_VNNI = pytest.mark.skipif(not vnni_x86.HAVE_VNNI, reason="CPU without AVX-512 VNNI")
 PATHS = [
@@ -67,7 +67,7 @@ def test_w8a8_exact_integers(rng, w8a8_path, group_size, symmetric):
     """Integer-valued activations with max |x| = 127 per row and unit scales: the activation codes are x
     itself and every output must equal the int64 oracle of the same codes exactly (the kernels' int32
     group sums, the uint8 offset correction and the zero points all included)."""
-    n, k, b = 70, 1100, 20
+    n, k, b = 70, 1102, 20
     q = rng.integers(-128, 128, size=(n, k)).astype(np.int8)
     g = 1 if group_size is None else -(-k // group_size)
     shape = (n,) if group_size is None else (n, g)
