@@ -18,7 +18,7 @@ from numaccel._kernels import vnni_x86
 SHAPES = [(37, 301, 5), (130, 64, 1), (64, 200, 13), (70, 150, 7), (3, 20, 2), (1, 1, 1), (9, 40, 0),
           (70, 1101, 20)]
 GROUPS = [None, 32, 64, 128, 100]
-NO_VNNI = pytest.mark.skipif(not vnni_x86.HAVE_VNNI, reason="CPU without AVX-512 VNNI")
+NO_VNNI = pytest.mark.skipif(not vnni_x86.HAVE_VNNI, reason="no AVX-512 VNNI on the CPU Numba compiles for")
 PATHS = [
     pytest.param(True, id="vnni", marks=NO_VNNI),
     pytest.param(False, id="portable"),

@@ -25,17 +25,28 @@ from __future__ import annotations
 import llvmlite.binding as _llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils
+from numba.core import cgutils, config
 from numba.extending import intrinsic
 
-_FEATURES = _llvm.get_host_cpu_features()
-HAVE_VNNI = bool(_FEATURES.get("avx512vnni", False) and _FEATURES.get("avx512bw", False))
+
+def _target_has_vnni() -> bool:
+    """Whether the code Numba generates may use AVX-512 VNNI: the host CPU has it and Numba compiles for
+    the host (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, e.g. ``generic`` for portable caches, would make the
+    ``vpdpbusd`` intrinsic fail to compile)."""
+    if config.CPU_NAME not in (None, "host"):
+        return False
+    if config.CPU_FEATURES is not None:
+        return "+avx512vnni" in config.CPU_FEATURES and "+avx512bw" in config.CPU_FEATURES
+    features = _llvm.get_host_cpu_features()
+    return bool(features.get("avx512vnni", False) and features.get("avx512bw", False))
+
+
+HAVE_VNNI = _target_has_vnni()
 
 LANES = 16
 PANEL = 64  # output columns per panel: four 16-lane vectors
 MAX_RB = 6  # activation rows per register tile (6 x 4 accumulators + 4 panel vectors fit 32 registers)
 
-_i1 = ir.IntType(1)
 _i8 = ir.IntType(8)
 _i32 = ir.IntType(32)
 _i64 = ir.IntType(64)
