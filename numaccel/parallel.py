@@ -73,8 +73,44 @@ def _thread_share():
             _active_blocks -= 1
 
 
-def _linear_block(x, weight, bias, activations, device):
+# Weights a worker process has received with a data-parallel graph, by graph token, most recent last:
+# a later computation with the same weight uses the object already here, whose per-format caches (packed
+# panels, row bounds) were built by the first one, instead of the fresh copy that came with its graph.
+_RESIDENT_MAX = 8
+_RESIDENT_MAX_BYTES = 512 * 2**20
+_resident: dict = {}
+
+
+def _in_worker() -> bool:
+    mod = sys.modules.get("distributed")
+    if mod is None:
+        return False
+    try:
+        mod.get_worker()
+    except ValueError:
+        return False
+    return True
+
+
+def _resident_weight(token, weight):
+    """The weight held in this worker process under ``token`` (``weight`` itself the first time)."""
+    if token is None or not _in_worker():
+        return weight
+    with _state_lock:
+        held = _resident.pop(token, None)
+        if held is None:
+            held = weight
+        _resident[token] = held  # most recent last
+        total = sum(int(getattr(w, "nbytes", 0)) for w in _resident.values())
+        while _resident and (len(_resident) > _RESIDENT_MAX or total > _RESIDENT_MAX_BYTES):
+            old = _resident.pop(next(iter(_resident)))
+            total -= int(getattr(old, "nbytes", 0))
+    return held
+
+
+def _linear_block(x, weight, bias, activations, device, token=None):
     """One task: the ordinary ``linear`` on one block (a batch chunk or a weight shard)."""
+    weight = _resident_weight(token, weight)
     with _thread_share():
         return linear(x, weight, bias, activations=activations, device=device)
 
@@ -528,7 +564,8 @@ def _data_parallel(x, weight, bias, *, out, device, activations, client):
     parts = []
     for j, blk in enumerate(blocks):
         nj = int(bounds[j + 1] - bounds[j])
-        wkey = dask.delayed(blk, name=f"numaccel-weight-{_weight_token(blk)}", pure=True, traverse=False)
+        token = f"numaccel-weight-{_weight_token(blk)}"
+        wkey = dask.delayed(blk, name=token, pure=True, traverse=False)
         args = [wkey]
         if bias is None:
             args.append(None)
@@ -536,7 +573,7 @@ def _data_parallel(x, weight, bias, *, out, device, activations, client):
             bj = np.array(bias[bounds[j]:bounds[j + 1]])
             args.append(dask.delayed(bj, name=f"numaccel-bias-{dask.base.tokenize(bj)}", pure=True))
         parts.append(da.map_blocks(
-            _linear_block, x2, *args, activations, device, chunks=(x2.chunks[0], (nj,)),
+            _linear_block, x2, *args, activations, device, token, chunks=(x2.chunks[0], (nj,)),
             dtype=x.dtype, meta=np.empty((0, 0), dtype=x.dtype), name=f"numaccel-linear-{uuid.uuid4().hex}",
         ))
     y = parts[0] if len(parts) == 1 else da.concatenate(parts, axis=1)

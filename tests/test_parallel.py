@@ -263,6 +263,28 @@ def test_data_parallel_on_cluster(client, kind, rng, parity):
     np.testing.assert_array_equal(out, local_by_blocks(x, w, (16, 16, 16, 2), b))
 
 
+def resident_ids():
+    from numaccel import parallel
+
+    return {token: id(w) for token, w in parallel._resident.items()}
+
+
+def test_data_parallel_weight_stays_resident_between_computations(client, rng, parity):
+    w = make_weight("int8", 24, 40, rng)
+    x = rng.standard_normal((64, 40)).astype(np.float32)
+    xd = da.from_array(x, chunks=(16, 40))
+    parity(client.compute(na.linear(xd, w)).result(timeout=TIMEOUT), ref_linear(x, w))
+    first = client.run(resident_ids)
+    parity(client.compute(na.linear(xd, w)).result(timeout=TIMEOUT), ref_linear(x, w))
+    second = client.run(resident_ids)
+    token = f"numaccel-weight-{parallel._weight_token(w)}"
+    holders = [addr for addr, ids in first.items() if token in ids]
+    assert holders, "no worker kept the weight"
+    for addr in holders:  # the object that served the first computation served the second
+        assert second[addr][token] == first[addr][token]
+    assert all(len(ids) <= parallel._RESIDENT_MAX for ids in second.values())
+
+
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_model_parallel(client, kind, dtype, rng, parity):
