@@ -88,7 +88,8 @@ class Int8Weight:
     each row together (for AVX-512 VNNI ``vpdpbusd``); each costs ``N * K`` bytes, is made once and is not
     counted in ``nbytes``. W8A8 uses VNNI when the CPU has it (decided at import); set the environment
     variable ``NUMACCEL_NO_VNNI=1`` before importing numaccel to force the portable kernel. W8A8 results are
-    exact integer dot products (32-bit, exact for groups of up to about 130 000 features) scaled in float32.
+    exact integer dot products (32-bit: exact for groups of up to 66 000 features, 133 000 for symmetric
+    codes) scaled in float32.
 
     Examples
     --------
