@@ -11,7 +11,8 @@ Full run, one process per implementation (about 9 minutes on 2 cores; ``NUMACCEL
     # the dense anchor under the other BLAS configuration (faster at small batches):
     python -m pytest bench/test_bench_csr.py -k numpy --benchmark-json=bench/results/csr_numpy_blasenv.json \
         -p no:cacheprovider -q
-    python bench/report.py bench/results/csr_*.json --out bench/results/csr
+    python bench/report.py bench/results/csr_{numaccel,numpy,scipy,torch,mkl,numpy_blasenv}.json \
+        --out bench/results/csr
 
 Running everything in one process (one ``pytest`` call without ``-k``) also works, but on a 2-core machine
 the thread pools that torch and MKL leave behind (OpenMP, TBB) slowed numaccel's next parallel calls up to
