@@ -81,11 +81,21 @@ def wait_on(client, collection) -> None:
         distributed.wait(collection)
 
 
+def _random_chunk(seed: int, rows: int, n: int) -> np.ndarray:
+    return np.random.default_rng(seed).standard_normal((rows, n), dtype=np.float32)
+
+
 def cluster_batch(client, n: int = N, batch: int = BATCH):
-    """A float32 (batch, n) dask array generated on the workers and kept there."""
+    """A float32 (batch, n) dask array generated on the workers, chunk ``i`` on worker ``i % workers``
+    (a batch already spread evenly over the cluster), and kept there."""
     import dask.array as da
 
-    x = da.random.default_rng(1).standard_normal((batch, n), chunks=(CHUNK, n), dtype=np.float32)
+    workers = sorted(client.nthreads())
+    futs = [
+        client.submit(_random_chunk, i, CHUNK, n, workers=[workers[i % len(workers)]], pure=False)
+        for i in range(batch // CHUNK)
+    ]
+    x = da.concatenate([da.from_delayed(f, shape=(CHUNK, n), dtype=np.float32) for f in futs])
     x = client.persist(x)
     wait_on(client, x)
     return x
