@@ -95,7 +95,7 @@ def linear(x, weight, bias=None, *, out=None, device: str = "cpu", activations=N
         if predicate(x, weight, client):
             return handler(x, weight, bias, out=out, device=device, activations=activations, client=client)
     if client is not None:
-        raise TypeError(f"client= needs a ShardedWeight or a dask array x; got {type(weight).__name__}")
+        raise TypeError(f"client= needs a sharded weight (na.shard) or a dask array x; got {type(weight).__name__}")
     device = check_device(device)
     if device == "cuda" or getattr(weight, "on_device", False):
         from . import _cuda
