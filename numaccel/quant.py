@@ -168,6 +168,11 @@ class Int8Weight:
         self._pk4 = None
         self._device = None
 
+    def __reduce__(self):
+        # Pickled (by Dask, multiprocessing) as its public arrays only: the kernels' packed copies and any
+        # device copy are rebuilt where the weight is used, so a used weight travels at its own size.
+        return (type(self)._trusted, (self._q, self._scales, self._zps, self._group_size))
+
     @classmethod
     def _trusted(cls, q, scales, zps, group_size) -> Int8Weight:
         self = cls.__new__(cls)

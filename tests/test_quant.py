@@ -176,3 +176,23 @@ def test_int8weight_never_crashes(qdtype, n, k, group_size, sdtype, sshape, zp, 
     assert w.qweight.dtype == np.int8 and w.scales.dtype == np.float32
     assert np.isfinite(w.scales).all() and (w.scales >= 0).all()
     assert np.isfinite(w.dequantize()).all()
+
+
+@pytest.mark.parametrize("group_size, symmetric", [(None, True), (16, False)])
+def test_pickle_carries_public_arrays_only(rng, group_size, symmetric):
+    """A weight sent to another process (Dask pickles it) travels at its own size and computes the same."""
+    import pickle
+
+    W = rng.standard_normal((24, 40)).astype(np.float32)
+    w = na.quantize(W, group_size=group_size, symmetric=symmetric)
+    x = rng.standard_normal((9, 40)).astype(np.float32)
+    y = na.linear(x, w)  # builds the kernels' packed copies
+    na.linear(x, w, activations="int8")
+    blob = pickle.dumps(w)
+    assert len(blob) < w.nbytes + 2048
+    w2 = pickle.loads(blob)
+    assert w2.group_size == w.group_size
+    np.testing.assert_array_equal(w2.qweight, w.qweight)
+    np.testing.assert_array_equal(w2.scales, w.scales)
+    assert not w2.qweight.flags.writeable
+    np.testing.assert_array_equal(na.linear(x, w2), y)
