@@ -27,6 +27,14 @@ CSR_BLOCK_ROWS = 1 << 20
 # and should stay in L2 (1 MiB per core here) while a block of rows is computed against it; 32 columns
 # (512 KiB for K = 4096) measured faster than 64 (1 MiB) and 16 at batches 64 and 256.
 CSR_TILE_MAX_WIDTH = 32
+# Weight rows whose output tiles the register-tile kernel buffers before storing them into a (P, M)
+# output (``linear``): each output row then receives this many contiguous values per store pass.
+CSR_STORE_ROWS = 16
+# Up to this much work, ``nnz * max(1, P // 8) + P * (K + N)`` for a product with ``P`` activation
+# columns, the CSR kernels run on the calling thread: starting the thread team costs more than the
+# arithmetic. Measured here (2 threads, 64->256, 256->10, 256->256, 1024->1024 layers): the calling
+# thread was 0.5-0.9x the parallel time up to about 30 000 and 1.0-1.5x above 33 000.
+CSR_SERIAL_WORK = 32768
 
 
 def _host_has_avx512() -> bool:

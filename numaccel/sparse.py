@@ -276,37 +276,61 @@ class CSRWeight:
 
         return self._row_bounds(_config.CSR_CHUNKS_PER_THREAD * numba.get_num_threads())
 
+    def _serial(self, p: int) -> bool:
+        """True when a product with ``p`` activation columns is too small to gain from threads.
+
+        The work estimate counts a nonzero once per 8 columns (the batched kernels handle 8 to 32
+        columns per vector instruction) and every activation read and output written once.
+        """
+        n, k = self._shape
+        return self.nnz * max(1, p // 8) + p * (k + n) <= _config.CSR_SERIAL_WORK
+
     def _batched_into(self, b: np.ndarray, out: np.ndarray, *, transposed: bool) -> None:
         """``self @ b`` for ``b`` given either as (K, P) (``transposed`` False; ``out`` (N, P)) or as the
         rows of ``b.T`` (``transposed`` True: ``b`` is x (P, K), ``out`` is (P, N))."""
-        bounds = self._chunk_bounds()
-        nchunks = bounds.size - 1
         p = b.shape[0] if transposed else b.shape[1]
-        k = self._shape[1]
+        n, k = self._shape
+        serial = self._serial(p)
+        nchunks = 1 if serial else self._chunk_bounds().size - 1
         if b.dtype == np.float32 and _config.CSR_USE_TILES:
             widths = [w for w in csr_cpu.TILE_WIDTHS if w <= _config.CSR_TILE_MAX_WIDTH] or [8]
             width = next((w for w in widths if w >= p), widths[-1])
             slabs = np.empty((-(-p // width), k, width), dtype=np.float32)
-            scratch = np.empty((nchunks, width), dtype=np.float32)
+            scratch = np.empty((nchunks, _config.CSR_STORE_ROWS, width), dtype=np.float32)
+            args = (self._indptr, self._kidx, self._data)
+            if serial:
+                if transposed:
+                    csr_cpu._pack_rows_tiles_serial(b, slabs)
+                else:
+                    csr_cpu._pack_cols_tiles_serial(b, slabs)
+                csr_cpu._spmm_tiles_chunk(*args, 0, n, slabs, scratch[0], _config.CSR_BLOCK_ROWS, transposed, out)
+                return
             with _config.kernel_guard():
                 if transposed:
                     csr_cpu._pack_rows_tiles(b, slabs)
                 else:
                     csr_cpu._pack_cols_tiles(b, slabs)
                 csr_cpu._spmm_csr_tiles(
-                    self._indptr, self._kidx, self._data, bounds, slabs, scratch,
-                    _config.CSR_BLOCK_ROWS, transposed, out,
+                    *args, self._chunk_bounds(), slabs, scratch, _config.CSR_BLOCK_ROWS, transposed, out
                 )
             return
         if transposed:
             b = np.ascontiguousarray(b.T)
         scratch = np.empty((nchunks, p), dtype=b.dtype)
+        if serial:
+            csr_cpu._spmm_rows_range(self._indptr, self._kidx, self._data, 0, n, b, scratch[0], transposed, out)
+            return
         with _config.kernel_guard():
-            csr_cpu._spmm_csr_rows(self._indptr, self._kidx, self._data, bounds, b, scratch, transposed, out)
+            csr_cpu._spmm_csr_rows(
+                self._indptr, self._kidx, self._data, self._chunk_bounds(), b, scratch, transposed, out
+            )
 
     def _matmul_into(self, b: np.ndarray, out: np.ndarray) -> None:
         """``out = self @ b`` for a C-contiguous ``b`` of shape (K,) or (K, P); ``out`` (N,) or (N, P)."""
         if b.ndim == 1:
+            if self._serial(1):
+                csr_cpu._spmv_rows_range(self._indptr, self._kidx, self._data, 0, self._shape[0], b, out)
+                return
             with _config.kernel_guard():
                 csr_cpu._spmv_csr_rows(self._indptr, self._kidx, self._data, self._chunk_bounds(), b, out)
         else:

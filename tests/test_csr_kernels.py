@@ -1,6 +1,7 @@
 """Parity of ``linear`` and ``spmm`` with a CSR weight against the float64 oracles, on both batched paths
 (the AVX-512 register-tile kernel and the portable kernel), every slab width, float32 and float64,
-C/F/strided inputs, with ``out`` pre-filled with NaN.
+C/F/strided inputs, on the calling thread and on the thread team (both sides of
+``_config.CSR_SERIAL_WORK``), with ``out`` pre-filled with NaN.
 
 Also run in CI with ``NUMBA_BOUNDSCHECK=1`` (and its own ``NUMBA_CACHE_DIR``): shapes stay small.
 """
@@ -24,6 +25,13 @@ PATHS = ["tiles", "portable"] if HAS_AVX512 else ["portable"]
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
     monkeypatch.setattr(_config, "CSR_USE_TILES", request.param == "tiles")
+    return request.param
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def dispatch(request, monkeypatch):
+    """Force the calling-thread path or the parallel kernels whatever the size."""
+    monkeypatch.setattr(_config, "CSR_SERIAL_WORK", 1 << 62 if request.param == "serial" else -1)
     return request.param
 
 
@@ -89,7 +97,7 @@ def test_linear_layouts(rng, parity, path, layout, b):
 
 
 @pytest.mark.parametrize("max_width", [8, 16, 32, 64])
-def test_every_slab_width(rng, parity, monkeypatch, max_width):
+def test_every_slab_width(rng, parity, monkeypatch, dispatch, max_width):
     if not HAS_AVX512:
         pytest.skip("the register-tile kernel needs AVX-512 and the JIT")
     monkeypatch.setattr(_config, "CSR_USE_TILES", True)
@@ -175,12 +183,13 @@ def test_int64_indptr_kernels(rng, parity):
         slabs = np.empty((1, 50, 16), np.float32)
         csr_cpu._pack_rows_tiles(x, slabs)
         out3 = nan_out((12, 40), np.float32)
-        scratch = np.empty((bounds.size - 1, 16), np.float32)
+        scratch = np.empty((bounds.size - 1, 5, 16), np.float32)
         csr_cpu._spmm_csr_tiles(indptr, w._kidx, w.data, bounds, slabs, scratch, 4, True, out3)
         parity(out3, ref_linear(x, w))
 
 
-def test_thread_counts(rng, parity):
+def test_thread_counts(rng, parity, monkeypatch):
+    monkeypatch.setattr(_config, "CSR_SERIAL_WORK", -1)  # the parallel kernels, however small
     w = make_weight(rng, 90, 64, 0.3)
     x = rng.standard_normal((20, 64)).astype(np.float32)
     old = numba.get_num_threads()
@@ -202,3 +211,49 @@ def test_row_bounds_balance_nonzeros():
     assert b[0] == 0 and b[-1] == 10 and np.all(np.diff(b) > 0)
     heavy = [int(np.sum(counts[b[i]:b[i + 1]])) for i in range(b.size - 1)]
     assert max(heavy) <= 110
+
+
+DISPATCH_SHAPES = [(37, 70, 0.3), (1024, 24, 0.05), (10, 256, 0.1)]  # (1024, ...): rows a multiple of 1024
+
+
+@pytest.mark.parametrize("n, k, density", DISPATCH_SHAPES, ids=[f"{n=}-{k=}" for n, k, _ in DISPATCH_SHAPES])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_serial_and_parallel_paths(rng, parity, path, dispatch, n, k, density, dtype):
+    w = make_weight(rng, n, k, density)
+    for b in (1, 3, 8, 33):
+        x = rng.standard_normal((b, k)).astype(dtype)
+        parity(na.linear(x, w, out=nan_out((b, n), dtype)), ref_linear(x, w))
+        bm = np.ascontiguousarray(x.T)
+        parity(na.spmm(w, bm, out=nan_out((n, b), dtype)), ref_spmm(w, bm))
+    parity(na.linear(x[0], w, out=nan_out((n,), dtype)), ref_linear(x[0], w))
+
+
+@pytest.mark.parametrize("store_rows", [1, 3, 16])
+def test_buffered_transposed_store(rng, parity, monkeypatch, dispatch, store_rows):
+    """Output tiles of ``store_rows`` weight rows are stored together; chunk and row counts not multiples."""
+    if not HAS_AVX512:
+        pytest.skip("the register-tile kernel needs AVX-512 and the JIT")
+    monkeypatch.setattr(_config, "CSR_USE_TILES", True)
+    monkeypatch.setattr(_config, "CSR_STORE_ROWS", store_rows)
+    w = make_weight(rng, 53, 40, 0.2)
+    for b in (5, 40):
+        x = rng.standard_normal((b, 40)).astype(np.float32)
+        parity(na.linear(x, w, out=nan_out((b, 53), np.float32)), ref_linear(x, w))
+
+
+@pytest.mark.parametrize("side", ["below", "above"])
+@pytest.mark.parametrize("b", [1, 8, 256])
+def test_serial_threshold_sides(rng, parity, path, side, b):
+    """The default threshold picks the calling thread just below it and the thread team just above."""
+    k, n = (64, 600) if b < 64 else (64, 40)
+    budget = _config.CSR_SERIAL_WORK - b * (k + n)
+    nnz = budget // max(1, b // 8) + (1 if side == "above" else 0)
+    assert 0 < nnz <= n * k
+    flat = np.sort(rng.choice(n * k, size=nnz, replace=False))
+    W = np.zeros(n * k, np.float32)
+    W[flat] = rng.standard_normal(nnz).astype(np.float32) + 3
+    w = na.CSRWeight.from_dense(W.reshape(n, k))
+    assert w._serial(b) == (side == "below")
+    x = rng.standard_normal((b, k)).astype(np.float32)
+    parity(na.linear(x, w, out=nan_out((b, n), np.float32)), ref_linear(x, w))
+    parity(na.linear(x[0], w, out=nan_out((n,), np.float32)), ref_linear(x[0], w))

@@ -125,82 +125,131 @@ _tile_fma_64 = _make_tile_fma(16, 4)
 TILE_WIDTHS = (8, 16, 32, 64)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _pack_rows_tiles(x, slabs):
-    """``slabs[t, k, j] = x[t*W + j, k]`` (zero past the last row of ``x``); x (B, K), slabs (T, K, W)."""
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _pack_rows_job(x, slabs, job, nkb):
+    """One job of ``_pack_rows_tiles``: slab ``job // nkb``, input features of block ``job % nkb``."""
     T, K, W = slabs.shape
     B = x.shape[0]
     kb = 256
-    nkb = (K + kb - 1) // kb
-    for job in prange(T * nkb):
-        t = job // nkb
-        k0 = (job % nkb) * kb
-        k1 = min(k0 + kb, K)
-        s = slabs[t]
-        nb = min(W, B - t * W)
+    t = job // nkb
+    k0 = (job % nkb) * kb
+    k1 = min(k0 + kb, K)
+    s = slabs[t]
+    nb = min(W, B - t * W)
+    for k in range(k0, k1):
+        srow = s[k]
+        for j in range(nb, W):
+            srow[j] = 0
+    for j in range(nb):
+        xrow = x[t * W + j]
         for k in range(k0, k1):
-            srow = s[k]
-            for j in range(nb, W):
-                srow[j] = 0
+            s[k, j] = xrow[k]
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _pack_rows_tiles(x, slabs):
+    """``slabs[t, k, j] = x[t*W + j, k]`` (zero past the last row of ``x``); x (B, K), slabs (T, K, W)."""
+    nkb = (slabs.shape[1] + 255) // 256
+    for job in prange(slabs.shape[0] * nkb):
+        _pack_rows_job(x, slabs, job, nkb)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _pack_rows_tiles_serial(x, slabs):
+    """``_pack_rows_tiles`` on the calling thread (small inputs, where a thread-team start costs more)."""
+    nkb = (slabs.shape[1] + 255) // 256
+    for job in range(slabs.shape[0] * nkb):
+        _pack_rows_job(x, slabs, job, nkb)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _pack_cols_row(brow, slabs, k, P):
+    T, K, W = slabs.shape
+    for t in range(T):
+        srow = slabs[t, k]
+        nb = min(W, P - t * W)
         for j in range(nb):
-            xrow = x[t * W + j]
-            for k in range(k0, k1):
-                s[k, j] = xrow[k]
+            srow[j] = brow[t * W + j]
+        for j in range(nb, W):
+            srow[j] = 0
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _pack_cols_tiles(b, slabs):
     """``slabs[t, k, j] = b[k, t*W + j]`` (zero past the last column of ``b``); b (K, P), slabs (T, K, W)."""
-    T, K, W = slabs.shape
     P = b.shape[1]
-    for k in prange(K):
-        brow = b[k]
+    for k in prange(slabs.shape[1]):
+        _pack_cols_row(b[k], slabs, k, P)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _pack_cols_tiles_serial(b, slabs):
+    """``_pack_cols_tiles`` on the calling thread (small inputs)."""
+    P = b.shape[1]
+    for k in range(slabs.shape[1]):
+        _pack_cols_row(b[k], slabs, k, P)
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _tile_row(indices, data, start, end, xs, acc, W):
+    if W == 64:
+        _tile_fma_64(indices, data, start, end, xs, acc)
+    elif W == 32:
+        _tile_fma_32(indices, data, start, end, xs, acc)
+    elif W == 16:
+        _tile_fma_16(indices, data, start, end, xs, acc)
+    else:
+        _tile_fma_8(indices, data, start, end, xs, acc)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _spmm_tiles_chunk(indptr, indices, data, r0, r1, slabs, buf, block_rows, transposed, out):
+    """Rows ``r0:r1`` of ``_spmm_csr_tiles``; ``buf`` (G, W) float32 holds the tiles of ``G`` rows.
+
+    With ``transposed`` the tiles of ``G`` consecutive rows are kept in ``buf`` and stored together, so
+    that each output row receives ``G`` contiguous values per store pass: storing one weight row's tile
+    alone writes ``W`` values ``M * 4`` bytes apart, which alias in the caches when ``M`` is a multiple
+    of 1024 and cost more than the arithmetic for very sparse weights.
+    """
+    T = slabs.shape[0]
+    W = slabs.shape[2]
+    G = buf.shape[0]
+    P = out.shape[0] if transposed else out.shape[1]
+    for s0 in range(r0, r1, block_rows):
+        s1 = min(s0 + block_rows, r1)
         for t in range(T):
-            srow = slabs[t, k]
-            nb = min(W, P - t * W)
-            for j in range(nb):
-                srow[j] = brow[t * W + j]
-            for j in range(nb, W):
-                srow[j] = 0
+            xs = slabs[t]
+            b0 = t * W
+            nb = min(W, P - b0)
+            if transposed:
+                for g0 in range(s0, s1, G):
+                    g1 = min(g0 + G, s1)
+                    for i in range(g0, g1):
+                        _tile_row(indices, data, np.int64(indptr[i]), np.int64(indptr[i + 1]), xs,
+                                  buf[i - g0], W)
+                    for j in range(nb):
+                        orow = out[b0 + j, g0:g1]
+                        for r in range(g1 - g0):
+                            orow[r] = buf[r, j]
+            else:
+                acc = buf[0]
+                for i in range(s0, s1):
+                    _tile_row(indices, data, np.int64(indptr[i]), np.int64(indptr[i + 1]), xs, acc, W)
+                    orow = out[i]
+                    for j in range(nb):
+                        orow[b0 + j] = acc[j]
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _spmm_csr_tiles(indptr, indices, data, bounds, slabs, scratch, block_rows, transposed, out):
-    """``A @ X`` with X given as float32 slabs (T, K, W), W in TILE_WIDTHS; scratch (chunks, W) float32.
+    """``A @ X`` with X given as float32 slabs (T, K, W), W in TILE_WIDTHS; scratch (chunks, G, W) float32.
 
     ``out`` is (M, P) (``transposed`` False) or (P, M) (True), with ``P <= T * W`` columns of X used.
+    For small weights the caller runs ``_spmm_tiles_chunk`` over all rows on its own thread instead.
     """
-    T = slabs.shape[0]
-    W = slabs.shape[2]
-    P = out.shape[0] if transposed else out.shape[1]
     for c in prange(bounds.size - 1):
-        acc = scratch[c]
-        r0 = bounds[c]
-        r1 = bounds[c + 1]
-        for s0 in range(r0, r1, block_rows):
-            s1 = min(s0 + block_rows, r1)
-            for t in range(T):
-                xs = slabs[t]
-                b0 = t * W
-                nb = min(W, P - b0)
-                for i in range(s0, s1):
-                    start = np.int64(indptr[i])
-                    end = np.int64(indptr[i + 1])
-                    if W == 64:
-                        _tile_fma_64(indices, data, start, end, xs, acc)
-                    elif W == 32:
-                        _tile_fma_32(indices, data, start, end, xs, acc)
-                    elif W == 16:
-                        _tile_fma_16(indices, data, start, end, xs, acc)
-                    else:
-                        _tile_fma_8(indices, data, start, end, xs, acc)
-                    if transposed:
-                        for j in range(nb):
-                            out[b0 + j, i] = acc[j]
-                    else:
-                        orow = out[i]
-                        for j in range(nb):
-                            orow[b0 + j] = acc[j]
+        _spmm_tiles_chunk(indptr, indices, data, bounds[c], bounds[c + 1], slabs, scratch[c], block_rows,
+                          transposed, out)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -226,14 +275,58 @@ def _spmv_row(idx, d, x):
     return (acc0 + acc1) + (acc2 + acc3)
 
 
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _spmv_rows_range(indptr, indices, data, r0, r1, x, out):
+    """Rows ``r0:r1`` of ``_spmv_csr_rows`` (called alone for small weights: no thread-team start)."""
+    for i in range(r0, r1):
+        start = indptr[i]
+        end = indptr[i + 1]
+        out[i] = _spmv_row(indices[start:end], data[start:end], x)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _spmv_csr_rows(indptr, indices, data, bounds, x, out):
     """``out[i] = sum_p data[p] * x[indices[p]]`` over row ``i``'s nonzeros; x (K,), out (M,)."""
     for c in prange(bounds.size - 1):
-        for i in range(bounds[c], bounds[c + 1]):
-            start = indptr[i]
-            end = indptr[i + 1]
-            out[i] = _spmv_row(indices[start:end], data[start:end], x)
+        _spmv_rows_range(indptr, indices, data, bounds[c], bounds[c + 1], x, out)
+
+
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def _spmm_rows_range(indptr, indices, data, r0, r1, b, acc, transposed, out):
+    """Rows ``r0:r1`` of ``_spmm_csr_rows``; ``acc`` (P,) of b's dtype (called alone for small weights)."""
+    P = b.shape[1]
+    for i in range(r0, r1):
+        for j in range(P):
+            acc[j] = 0
+        start = indptr[i]
+        end = indptr[i + 1]
+        idx = indices[start:end]
+        d = data[start:end]
+        n = idx.size
+        m = n - n % 4
+        for p in range(0, m, 4):
+            v0 = d[p]
+            v1 = d[p + 1]
+            v2 = d[p + 2]
+            v3 = d[p + 3]
+            r0_ = b[idx[p]]
+            r1_ = b[idx[p + 1]]
+            r2_ = b[idx[p + 2]]
+            r3_ = b[idx[p + 3]]
+            for j in range(P):
+                acc[j] += ((v0 * r0_[j] + v1 * r1_[j]) + (v2 * r2_[j] + v3 * r3_[j]))
+        for p in range(m, n):
+            v = d[p]
+            r = b[idx[p]]
+            for j in range(P):
+                acc[j] += v * r[j]
+        if transposed:
+            for j in range(P):
+                out[j, i] = acc[j]
+        else:
+            orow = out[i]
+            for j in range(P):
+                orow[j] = acc[j]
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
@@ -242,38 +335,5 @@ def _spmm_csr_rows(indptr, indices, data, bounds, b, scratch, transposed, out):
 
     ``out`` is (M, P) (``transposed`` False) or (P, M) (True).
     """
-    P = b.shape[1]
     for c in prange(bounds.size - 1):
-        acc = scratch[c]
-        for i in range(bounds[c], bounds[c + 1]):
-            for j in range(P):
-                acc[j] = 0
-            start = indptr[i]
-            end = indptr[i + 1]
-            idx = indices[start:end]
-            d = data[start:end]
-            n = idx.size
-            m = n - n % 4
-            for p in range(0, m, 4):
-                v0 = d[p]
-                v1 = d[p + 1]
-                v2 = d[p + 2]
-                v3 = d[p + 3]
-                r0 = b[idx[p]]
-                r1 = b[idx[p + 1]]
-                r2 = b[idx[p + 2]]
-                r3 = b[idx[p + 3]]
-                for j in range(P):
-                    acc[j] += ((v0 * r0[j] + v1 * r1[j]) + (v2 * r2[j] + v3 * r3[j]))
-            for p in range(m, n):
-                v = d[p]
-                r = b[idx[p]]
-                for j in range(P):
-                    acc[j] += v * r[j]
-            if transposed:
-                for j in range(P):
-                    out[j, i] = acc[j]
-            else:
-                orow = out[i]
-                for j in range(P):
-                    orow[j] = acc[j]
+        _spmm_rows_range(indptr, indices, data, bounds[c], bounds[c + 1], b, scratch[c], transposed, out)
