@@ -125,7 +125,7 @@ _tile_fma_64 = _make_tile_fma(16, 4)
 TILE_WIDTHS = (8, 16, 32, 64)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(inline="always", fastmath=FASTMATH)
 def _pack_rows_job(x, slabs, job, nkb):
     """One job of ``_pack_rows_tiles``: slab ``job // nkb``, input features of block ``job % nkb``."""
     T, K, W = slabs.shape
