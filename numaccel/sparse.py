@@ -6,6 +6,7 @@ Validates, coerces, allocates and dispatches; the arithmetic lives in ``numaccel
 from __future__ import annotations
 
 import numbers
+import threading
 
 import numpy as np
 
@@ -16,6 +17,29 @@ from ._validate import as_float_array, as_fraction, as_weight_matrix, check_devi
 __all__ = ["CSRWeight", "magnitude_mask", "prune", "spmm"]
 
 _INT32_MAX = np.iinfo(np.int32).max
+
+
+_slab_store = threading.local()
+_HUGE_PAGE = 1 << 21
+
+
+def _slab_array(shape: tuple[int, int, int]) -> np.ndarray:
+    """An uninitialised float32 array for the packed activations.
+
+    Sizes between ``_config.CSR_SLAB_KEEP_MIN`` and ``_config.CSR_SLAB_KEEP_BYTES`` come from a buffer
+    kept per Python thread and aligned to 2 MiB, so that repeated calls neither fault its pages in again
+    nor depend on where the allocator put it (NumPy asks for transparent huge pages on buffers of 4 MiB
+    and more); other sizes get a fresh array.
+    """
+    count = shape[0] * shape[1] * shape[2]
+    if not _config.CSR_SLAB_KEEP_MIN <= 4 * count <= _config.CSR_SLAB_KEEP_BYTES:
+        return np.empty(shape, dtype=np.float32)
+    base = getattr(_slab_store, "base", None)
+    if base is None or base.size < count:
+        raw = np.empty(4 * max(count, _HUGE_PAGE // 2) + _HUGE_PAGE, dtype=np.uint8)
+        off = -raw.ctypes.data % _HUGE_PAGE
+        base = _slab_store.base = raw[off:].view(np.float32)
+    return base[:count].reshape(shape)
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -80,9 +104,11 @@ class CSRWeight:
     threads in chunks of about equal numbers of nonzeros, each chunk owned by one thread. Batch 1 is a
     gather-and-multiply over each row; larger float32 batches pack the activations into slabs of 8 to 32
     columns and run each row's nonzeros with the output tile held in AVX-512 registers (a portable kernel
-    is used where AVX-512 is absent, and for float64). The kernels are safe to call from several Python
-    threads at once: Numba's ``tbb`` and ``omp`` threading layers allow it, and under its ``workqueue``
-    fallback (no TBB or OpenMP runtime installed) numaccel serialises the calls with a lock.
+    is used where AVX-512 is absent, and for float64). Products too small to gain from threads
+    (``_config.CSR_SERIAL_WORK``) run the same kernels on the calling thread. The kernels are safe to
+    call from several Python threads at once: Numba's ``tbb`` and ``omp`` threading layers allow it, and
+    under its ``workqueue`` fallback (no TBB or OpenMP runtime installed) numaccel serialises the calls
+    with a lock. Packed activations of 256 KiB to 32 MiB reuse a buffer kept per Python thread.
 
     Examples
     --------
@@ -295,7 +321,7 @@ class CSRWeight:
         if b.dtype == np.float32 and _config.CSR_USE_TILES:
             widths = [w for w in csr_cpu.TILE_WIDTHS if w <= _config.CSR_TILE_MAX_WIDTH] or [8]
             width = next((w for w in widths if w >= p), widths[-1])
-            slabs = np.empty((-(-p // width), k, width), dtype=np.float32)
+            slabs = _slab_array((-(-p // width), k, width))
             scratch = np.empty((nchunks, _config.CSR_STORE_ROWS, width), dtype=np.float32)
             args = (self._indptr, self._kidx, self._data)
             if serial:

@@ -257,3 +257,29 @@ def test_serial_threshold_sides(rng, parity, path, side, b):
     x = rng.standard_normal((b, k)).astype(np.float32)
     parity(na.linear(x, w, out=nan_out((b, n), np.float32)), ref_linear(x, w))
     parity(na.linear(x[0], w, out=nan_out((n,), np.float32)), ref_linear(x[0], w))
+
+
+def test_reused_slab_buffer(rng, parity, monkeypatch):
+    """Packed activations share one buffer per Python thread: calls of growing and shrinking size, and
+    two threads at once, each get their own correct result."""
+    import threading
+
+    monkeypatch.setattr(_config, "CSR_SLAB_KEEP_MIN", 0)
+    monkeypatch.setattr(_config, "CSR_SERIAL_WORK", -1)
+    w = make_weight(rng, 70, 90, 0.2)
+    xs = [rng.standard_normal((b, 90)).astype(np.float32) for b in (40, 9, 130, 17)]
+    for x in xs:
+        parity(na.linear(x, w, out=nan_out((x.shape[0], 70), np.float32)), ref_linear(x, w))
+    results = {}
+
+    def work(i):
+        results[i] = [na.linear(x, w) for x in xs for _ in range(3)]
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i in range(2):
+        for j, y in enumerate(results[i]):
+            parity(y, ref_linear(xs[j // 3], w))
