@@ -322,7 +322,8 @@ class CSRWeight:
             widths = [w for w in csr_cpu.TILE_WIDTHS if w <= _config.CSR_TILE_MAX_WIDTH] or [8]
             width = next((w for w in widths if w >= p), widths[-1])
             slabs = _slab_array((-(-p // width), k, width))
-            scratch = np.empty((nchunks, _config.CSR_STORE_ROWS, width), dtype=np.float32)
+            group = _config.CSR_STORE_ROWS if transposed and width > 8 else 1
+            scratch = np.empty((nchunks, group, width), dtype=np.float32)
             args = (self._indptr, self._kidx, self._data)
             if serial:
                 if transposed:

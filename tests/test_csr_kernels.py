@@ -182,10 +182,11 @@ def test_int64_indptr_kernels(rng, parity):
     if HAS_AVX512:
         slabs = np.empty((1, 50, 16), np.float32)
         csr_cpu._pack_rows_tiles(x, slabs)
-        out3 = nan_out((12, 40), np.float32)
-        scratch = np.empty((bounds.size - 1, 5, 16), np.float32)
-        csr_cpu._spmm_csr_tiles(indptr, w._kidx, w.data, bounds, slabs, scratch, 4, True, out3)
-        parity(out3, ref_linear(x, w))
+        for group in (1, 5):
+            out3 = nan_out((12, 40), np.float32)
+            scratch = np.empty((bounds.size - 1, group, 16), np.float32)
+            csr_cpu._spmm_csr_tiles(indptr, w._kidx, w.data, bounds, slabs, scratch, 4, True, out3)
+            parity(out3, ref_linear(x, w))
 
 
 def test_thread_counts(rng, parity, monkeypatch):
@@ -236,7 +237,7 @@ def test_buffered_transposed_store(rng, parity, monkeypatch, dispatch, store_row
     monkeypatch.setattr(_config, "CSR_USE_TILES", True)
     monkeypatch.setattr(_config, "CSR_STORE_ROWS", store_rows)
     w = make_weight(rng, 53, 40, 0.2)
-    for b in (5, 40):
+    for b in (5, 8, 9, 40):  # 8-column slabs store directly, wider ones through the buffer
         x = rng.standard_normal((b, 40)).astype(np.float32)
         parity(na.linear(x, w, out=nan_out((b, 53), np.float32)), ref_linear(x, w))
 

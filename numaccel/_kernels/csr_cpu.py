@@ -206,10 +206,11 @@ def _tile_row(indices, data, start, end, xs, acc, W):
 def _spmm_tiles_chunk(indptr, indices, data, r0, r1, slabs, buf, block_rows, transposed, out):
     """Rows ``r0:r1`` of ``_spmm_csr_tiles``; ``buf`` (G, W) float32 holds the tiles of ``G`` rows.
 
-    With ``transposed`` the tiles of ``G`` consecutive rows are kept in ``buf`` and stored together, so
-    that each output row receives ``G`` contiguous values per store pass: storing one weight row's tile
-    alone writes ``W`` values ``M * 4`` bytes apart, which alias in the caches when ``M`` is a multiple
-    of 1024 and cost more than the arithmetic for very sparse weights.
+    With ``transposed`` and ``G > 1`` the tiles of ``G`` consecutive rows are kept in ``buf`` and stored
+    together, so that each output row receives ``G`` contiguous values per store pass: storing one weight
+    row's tile alone writes ``W`` values ``M * 4`` bytes apart, which alias in the caches when ``M`` is a
+    multiple of 1024 and cost more than the arithmetic for very sparse weights. ``G == 1`` stores each
+    tile directly (cheaper for ``W == 8``: eight such lines fit in one cache set).
     """
     T = slabs.shape[0]
     W = slabs.shape[2]
@@ -221,7 +222,13 @@ def _spmm_tiles_chunk(indptr, indices, data, r0, r1, slabs, buf, block_rows, tra
             xs = slabs[t]
             b0 = t * W
             nb = min(W, P - b0)
-            if transposed:
+            if transposed and G == 1:
+                acc = buf[0]
+                for i in range(s0, s1):
+                    _tile_row(indices, data, np.int64(indptr[i]), np.int64(indptr[i + 1]), xs, acc, W)
+                    for j in range(nb):
+                        out[b0 + j, i] = acc[j]
+            elif transposed:
                 for g0 in range(s0, s1, G):
                     g1 = min(g0 + G, s1)
                     for i in range(g0, g1):
