@@ -183,6 +183,11 @@ class CSRWeight:
 
     # ----------------------------------------------------------------------------------------------
     # constructors and conversions
+    def __reduce__(self):
+        # Pickled (by Dask, multiprocessing) as its arrays only, rebuilt and validated by the constructor:
+        # cached row partitions and any device copy stay behind.
+        return (type(self), (self._indptr, self._kidx, self._data, self._shape))
+
     @classmethod
     def from_dense(cls, W) -> CSRWeight:
         """Build from a dense ``(N, K)`` array, dropping exact zeros.

@@ -322,3 +322,20 @@ def w23():
 def test_call_rejects(w23, call, exc, msg):
     with pytest.raises(exc, match=re.escape(msg)):
         call(w23)
+
+
+def test_pickle_carries_arrays_only(rng):
+    """A weight sent to another process (Dask pickles it) is rebuilt through the validating constructor."""
+    import pickle
+
+    W = rng.standard_normal((30, 50)).astype(np.float32)
+    w = na.prune(W, 0.8)
+    x = rng.standard_normal((7, 50)).astype(np.float32)
+    y = na.linear(x, w)
+    w._device = object()  # stands in for a device copy, which never travels
+    w2 = pickle.loads(pickle.dumps(w))
+    assert w2._device is None and w2.shape == w.shape and w2.nnz == w.nnz
+    np.testing.assert_array_equal(w2.indptr, w.indptr)
+    np.testing.assert_array_equal(w2.indices, w.indices)
+    np.testing.assert_array_equal(w2.data, w.data)
+    np.testing.assert_array_equal(na.linear(x, w2), y)
