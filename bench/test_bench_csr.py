@@ -37,6 +37,7 @@ import time
 import numba
 import numpy as np
 import pytest
+from rotation import Rotation
 
 import numaccel as na
 
@@ -161,11 +162,8 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
                 group_size=None, weights=weights, threads=numba.get_num_threads(), device="cpu")
     if impl == "numpy":
         info["blas"] = BLAS
-    count = [0]
-
-    def pick(seq):
-        count[0] += 1
-        return seq[count[0] % len(seq)]
+    rotation = Rotation()
+    pick, last = rotation.pick, rotation.last
 
     if impl == "numaccel":
         def fn():
@@ -198,7 +196,7 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
     est = time.perf_counter() - t0
     if est > 5 * CAP_SECONDS:
         pytest.skip(f"{impl} over the size cap: one call took {est:.2f} s")
-    ref = ws["dense"][count[0] % len(ws["dense"])]
+    ref = last(ws["dense"])
     got = np.asarray(y).reshape(-1, n) if batch > 1 else np.asarray(y).reshape(n)
     want = x @ ref.T
     assert np.linalg.norm(got - want) <= 1e-4 * np.linalg.norm(want)  # the anchors compute the same thing

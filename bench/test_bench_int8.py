@@ -22,6 +22,7 @@ import time
 import numba
 import numpy as np
 import pytest
+from rotation import Rotation
 
 import numaccel as na
 
@@ -100,11 +101,8 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
                 group_size=group_size, weights=weights, threads=numba.get_num_threads(), device="cpu")
     if impl.startswith("numpy"):
         info["blas"] = BLAS
-    count = [0]
-
-    def pick(seq):
-        count[0] += 1
-        return seq[count[0] % len(seq)]
+    rotation = Rotation()
+    pick, last = rotation.pick, rotation.last
 
     if impl == "numaccel":
         def fn():
@@ -129,7 +127,7 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
     for _ in range(len(ws["W"]) + 1):  # untimed warm-up: compiles, packs every copy, starts threads
         y = fn()
     if impl in ("numaccel-w8a8", "torch-dynamic-int8"):
-        ref = x.reshape(-1, k).astype(np.float64) @ ws["W"][count[0] % len(ws["W"])].T.astype(np.float64)
+        ref = x.reshape(-1, k).astype(np.float64) @ last(ws["W"]).T.astype(np.float64)
         y = y.numpy() if torch is not None and isinstance(y, torch.Tensor) else y
         info["rel_err"] = _rel_err(np.reshape(y, ref.shape), ref)
     t0 = time.perf_counter()
