@@ -32,6 +32,16 @@ CSR_TILE_MAX_WIDTH = 32
 # Measured here (4096 x 4096, 2 threads): 0.4-0.5x the time at 99 % sparsity and batches 64 and 256,
 # 0.7-0.9x at 90-95 %; 8-column slabs store directly (the buffer only added time at batch 8).
 CSR_STORE_ROWS = 16
+# Accumulator sets of the register-tile kernel (a power of two): this many nonzeros in a row run as
+# independent FMA chains. Measured here (4096 x 4096, 90 %, cold, 2 threads): 4 sets took 0.7-0.8x the
+# time of 2 at batch 8 and about the same at batches 64 and 256.
+CSR_TILE_ACC_SETS = 4
+# How far ahead (in nonzeros) the register-tile kernel prefetches the weight values and column ids.
+# Measured here (same setting): 1024-4096 ahead took 0.65-0.8x the time of none at batch 8 and
+# 0.9-0.95x at batch 64; the hardware prefetcher alone left the weight stream waiting on memory.
+CSR_PREFETCH_NNZ = 2048
+# The kernels read the two constants above when they are compiled: after changing either, clear the
+# Numba cache (``__pycache__/*.nbi``/``*.nbc`` of numaccel/_kernels) so that the change takes effect.
 # Packed activations of CSR_SLAB_KEEP_MIN to CSR_SLAB_KEEP_BYTES bytes go to a buffer kept per Python
 # thread and reused (2 MiB aligned); others are allocated per call. Measured here (4096 x 4096, cold,
 # 2 threads): reuse took 0.68-0.85x the time at batches 64 and 256; below 256 KiB the buffer lookup

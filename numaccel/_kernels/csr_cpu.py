@@ -14,7 +14,8 @@ Three families:
   ``W`` columns (``_pack_rows_tiles`` / ``_pack_cols_tiles``, shape ``(T, K, W)``, zero padded); for each
   weight row, ``_tile_fma_W`` runs the row's nonzeros over one slab with the ``W``-column output tile held
   in ``<16 x float>`` (or ``<8 x float>``) registers, one ``llvm.fma`` per vector and nonzero, the value
-  broadcast, two sets of accumulators taking alternate nonzeros. A chunk's rows are taken in blocks of
+  broadcast, ``_config.CSR_TILE_ACC_SETS`` sets of accumulators taking the nonzeros in turn, the weight
+  stream prefetched ``_config.CSR_PREFETCH_NNZ`` nonzeros ahead. A chunk's rows are taken in blocks of
   ``block_rows``; every slab visits a block before the next block starts (``_config.CSR_BLOCK_ROWS``,
   ``_config.CSR_TILE_MAX_WIDTH`` hold the measured choices: 32-column slabs, one block per chunk).
 - ``_spmm_csr_rows``: the portable path (float64, or no AVX-512): ``b`` as ``(K, P)`` C-contiguous, each
@@ -32,18 +33,35 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._config import FASTMATH
+from .._config import CSR_PREFETCH_NNZ, CSR_TILE_ACC_SETS, FASTMATH
+
+
+def _emit_prefetch(builder, ptr) -> None:
+    """Emit a read prefetch of the cache line holding ``ptr`` into all cache levels (a hint: it never
+    faults, so it may point past the end of an array)."""
+    i32 = ir.IntType(32)
+    i8p = ir.IntType(8).as_pointer()
+    fn = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0"
+    )
+    builder.call(fn, [builder.bitcast(ptr, i8p), ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
 
 # --------------------------------------------------------------------------------------------------
 # Register-tile intrinsics: acc[0:W] = sum_p data[p] * xs[indices[p], 0:W] over p in [start, end).
 
 
-def _make_tile_fma(vw: int, nv: int):
+def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
     """Build the intrinsic for a tile of ``nv`` vectors of ``vw`` float32 lanes (width ``vw * nv``).
 
-    Two sets of ``nv`` accumulators take alternate nonzeros, so that ``2 * nv`` independent FMA chains
-    hide the FMA latency; the sets are added at the end.
+    ``nsets`` (a power of two) sets of ``nv`` accumulators take the nonzeros in turn, so that
+    ``nsets * nv`` independent FMA chains hide the FMA latency; the sets are added at the end. Once per
+    ``nsets`` nonzeros the values and column ids ``prefetch`` nonzeros ahead are prefetched (0: never):
+    the loads of activation rows keep the caches so busy that the hardware prefetcher alone leaves the
+    weight stream waiting on memory.
     """
+    if nsets < 1 or nsets & (nsets - 1):
+        raise ValueError(f"nsets must be a power of two, got {nsets}")
     width = vw * nv
 
     @intrinsic
@@ -77,7 +95,7 @@ def _make_tile_fma(vw: int, nv: int):
             ext = builder.sext if idx_t.dtype.signed else builder.zext
             xbase = xa.data
             accs = []
-            for _ in range(2):
+            for _ in range(nsets):
                 row = []
                 for _ in range(nv):
                     slot = cgutils.alloca_once(builder, vty)
@@ -97,16 +115,25 @@ def _make_tile_fma(vw: int, nv: int):
                     builder.store(builder.call(fma, [vb, xv, builder.load(slots[j])]), slots[j])
 
             n = builder.sub(end_v, start_v)
-            pairs = builder.ashr(n, ir.Constant(i64, 1))
-            with cgutils.for_range(builder, pairs) as loop:
-                p = builder.add(start_v, builder.shl(loop.index, ir.Constant(i64, 1)))
-                step(p, accs[0])
-                step(builder.add(p, ir.Constant(i64, 1)), accs[1])
-            odd = builder.trunc(n, ir.IntType(1))
-            with builder.if_then(odd):
-                step(builder.sub(end_v, ir.Constant(i64, 1)), accs[0])
+            shift = ir.Constant(i64, nsets.bit_length() - 1)
+            groups = builder.ashr(n, shift)
+            with cgutils.for_range(builder, groups) as loop:
+                p = builder.add(start_v, builder.shl(loop.index, shift))
+                if prefetch:
+                    ahead = builder.add(p, ir.Constant(i64, prefetch))
+                    _emit_prefetch(builder, builder.gep(da.data, [ahead]))
+                    _emit_prefetch(builder, builder.gep(ia.data, [ahead]))
+                for u in range(nsets):
+                    step(builder.add(p, ir.Constant(i64, u)), accs[u])
+            rest = builder.sub(n, builder.shl(groups, shift))
+            tail = builder.sub(end_v, rest)
+            with cgutils.for_range(builder, rest) as loop:
+                step(builder.add(tail, loop.index), accs[0])
             for j in range(nv):
-                total = builder.fadd(builder.load(accs[0][j]), builder.load(accs[1][j]))
+                vals = [builder.load(accs[u][j]) for u in range(nsets)]
+                while len(vals) > 1:
+                    vals = [builder.fadd(vals[q], vals[q + 1]) for q in range(0, len(vals), 2)]
+                total = vals[0]
                 op = builder.bitcast(builder.gep(oa.data, [ir.Constant(i64, j * vw)]), vty.as_pointer())
                 builder.store(total, op, align=4)
             return context.get_dummy_value()
@@ -116,10 +143,10 @@ def _make_tile_fma(vw: int, nv: int):
     return tile_fma
 
 
-_tile_fma_8 = _make_tile_fma(8, 1)
-_tile_fma_16 = _make_tile_fma(16, 1)
-_tile_fma_32 = _make_tile_fma(16, 2)
-_tile_fma_64 = _make_tile_fma(16, 4)
+_tile_fma_8 = _make_tile_fma(8, 1, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
+_tile_fma_16 = _make_tile_fma(16, 1, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
+_tile_fma_32 = _make_tile_fma(16, 2, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
+_tile_fma_64 = _make_tile_fma(16, 4, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
 
 #: Slab widths the tile kernel supports, narrowest first.
 TILE_WIDTHS = (8, 16, 32, 64)
