@@ -71,9 +71,9 @@ def _jit_enabled() -> bool:
     return not numba.config.DISABLE_JIT
 
 
-# The float32 batched CSR kernel uses 16-lane FMA register tiles where AVX-512 is present and the
-# portable plain-Numba kernel elsewhere (also under NUMBA_DISABLE_JIT=1: LLVM intrinsics cannot run as
-# Python). Tests flip this to cover both paths on one machine.
+# The float32 CSR kernels use 16-lane vectors (register tiles when batched, ``_row_dot16`` at batch 1)
+# where AVX-512 is present and the portable plain-Numba kernels elsewhere (also under NUMBA_DISABLE_JIT=1:
+# LLVM intrinsics cannot run as Python). Tests flip this to cover both paths on one machine.
 CSR_USE_TILES = _host_has_avx512() and _jit_enabled()
 
 _lock = threading.Lock()

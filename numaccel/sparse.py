@@ -360,11 +360,14 @@ class CSRWeight:
     def _matmul_into(self, b: np.ndarray, out: np.ndarray) -> None:
         """``out = self @ b`` for a C-contiguous ``b`` of shape (K,) or (K, P); ``out`` (N,) or (N, P)."""
         if b.ndim == 1:
+            vec = b.dtype == np.float32 and _config.CSR_USE_TILES
             if self._serial(1):
-                csr_cpu._spmv_rows_range(self._indptr, self._kidx, self._data, 0, self._shape[0], b, out)
+                rows = csr_cpu._spmv_vec_range if vec else csr_cpu._spmv_rows_range
+                rows(self._indptr, self._kidx, self._data, 0, self._shape[0], b, out)
                 return
+            kernel = csr_cpu._spmv_csr_vec if vec else csr_cpu._spmv_csr_rows
             with _config.kernel_guard():
-                csr_cpu._spmv_csr_rows(self._indptr, self._kidx, self._data, self._chunk_bounds(), b, out)
+                kernel(self._indptr, self._kidx, self._data, self._chunk_bounds(), b, out)
         else:
             self._batched_into(b, out, transposed=False)
 

@@ -113,22 +113,26 @@ def test_every_slab_width(rng, parity, monkeypatch, dispatch, max_width):
 
 @pytest.mark.parametrize("max_width", [8, 32, 64])
 def test_every_row_length(rng, monkeypatch, dispatch, max_width):
-    """Row ``i`` holds ``i`` nonzeros: every split into full accumulator-set groups and a tail, each row
-    checked on its own (a whole-output norm could hide one short row)."""
+    """Row ``i`` holds ``i`` nonzeros: every split into full groups (accumulator sets of the tile kernel,
+    16 and 32 nonzeros at batch 1) and a tail, each row checked on its own (a whole-output norm could
+    hide one short row)."""
     if not HAS_AVX512:
         pytest.skip("the register-tile kernel needs AVX-512 and the JIT")
     monkeypatch.setattr(_config, "CSR_USE_TILES", True)
     monkeypatch.setattr(_config, "CSR_TILE_MAX_WIDTH", max_width)
-    n, k = 4 * _config.CSR_TILE_ACC_SETS + 3, 61
+    n, k = max(4 * _config.CSR_TILE_ACC_SETS, 64) + 6, 97
     rows = [np.sort(rng.choice(k, size=i, replace=False)) for i in range(n)]
     indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int32)
     indices = np.concatenate(rows).astype(np.int32)
     w = na.CSRWeight(indptr, indices, rng.standard_normal(indices.size).astype(np.float32), (n, k))
-    for b in (8, 19, 64):
+    for b in (1, 8, 19, 64):
         x = rng.standard_normal((b, k)).astype(np.float32)
         ref = ref_linear(x, w)
         out = na.linear(x, w, out=nan_out((b, n), np.float32))
         np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+        if b == 1:
+            out = na.linear(x[0], w, out=nan_out((n,), np.float32))
+            np.testing.assert_allclose(out, ref[0], rtol=1e-5, atol=1e-5 * np.abs(ref).max())
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
