@@ -9,7 +9,9 @@ everything else (anchors such as scipy, torch, mkl). For every parametrisation a
 implementation the table gives the speed-up over the fastest dense configuration and over the fastest
 other anchor, computed from median times. Several JSON files may be given (for example a second run of
 the dense anchors under another BLAS configuration); rows with the same parametrisation are merged and,
-where the same implementation appears twice, the faster median is kept.
+where the same implementation appears more than once, the faster median is kept, or with
+``--combine median`` the median over the files (for interleaved rounds of every implementation on a
+machine whose speed drifts: each round times every implementation, each round's drift hits all alike).
 
 Usage::
 
@@ -46,10 +48,13 @@ def impl_label(info: dict) -> str:
 STAT = "median"  # the statistic the tables and plots compare; --stat min for a noisy, shared machine
 
 
-def load(paths, stat: str = "median") -> dict:
+def load(paths, stat: str = "median", combine: str = "best") -> dict:
     """``{param_key: {impl_label: stats}}`` where stats has median, min, rounds (seconds); ``median`` holds
-    the statistic chosen by ``stat`` (the field every comparison reads)."""
+    the statistic chosen by ``stat`` (the field every comparison reads). An implementation found in several
+    files keeps its fastest entry (``combine="best"``) or the median of their statistics and the minimum
+    of their minima (``combine="median"``)."""
     table: dict = defaultdict(dict)
+    seen: dict = defaultdict(list)
     for path in paths:
         with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
@@ -62,9 +67,16 @@ def load(paths, stat: str = "median") -> dict:
             st = bench["stats"]
             row = {"median": st[stat], "min": st["min"], "rounds": st.get("rounds", 0)}
             row["impl"] = info["impl"]
-            old = table[key].get(label)
-            if old is None or row["median"] < old["median"]:
-                table[key][label] = row
+            seen[key, label].append(row)
+    for (key, label), rows in seen.items():
+        if combine == "median":
+            stats = sorted(r["median"] for r in rows)
+            mid = len(stats) // 2
+            value = stats[mid] if len(stats) % 2 else (stats[mid - 1] + stats[mid]) / 2
+            table[key][label] = {"median": value, "min": min(r["min"] for r in rows),
+                                 "rounds": sum(r["rounds"] for r in rows), "impl": rows[0]["impl"]}
+        else:
+            table[key][label] = min(rows, key=lambda r: r["median"])
     return table
 
 
@@ -223,10 +235,12 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="a paragraph placed under the title (conditions of the run)")
     ap.add_argument("--stat", choices=("median", "min"), default="median",
                     help="statistic compared (min resists interference on a shared machine)")
+    ap.add_argument("--combine", choices=("best", "median"), default="best",
+                    help="an implementation in several files: keep its fastest entry, or the median of them")
     args = ap.parse_args(argv)
     global STAT
     STAT = args.stat
-    table = load(args.json, args.stat)
+    table = load(args.json, args.stat, args.combine)
     if not table:
         print("no benchmark with extra_info['impl'] and ['family'] found", file=sys.stderr)
         return 1

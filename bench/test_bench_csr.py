@@ -1,8 +1,10 @@
 """Pruned (CSR) linear layers: numaccel against dense NumPy/BLAS, scipy.sparse, torch.sparse and MKL
 (``sparse_dot_mkl``), each where installed, in the same parametrisation and process.
 
-Full run, one process per implementation (about 9 minutes on 2 cores; ``NUMACCEL_BENCH_QUICK=1`` for a
-4096×4096 tuning subset)::
+Full run: ``bench/csr_rounds.sh 3`` times every implementation in its own process, in interleaved
+rounds (about 6 minutes a round on 2 cores), and reports each one's median over the rounds; this shared
+machine's speed drifts by up to 1.8x over minutes, and interleaving makes the drift hit every
+implementation alike. One round by hand (``NUMACCEL_BENCH_QUICK=1`` for a 4096×4096 tuning subset)::
 
     for impl in numaccel numpy scipy torch mkl; do
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/test_bench_csr.py -k "$impl" \

@@ -101,10 +101,11 @@ class CSRWeight:
     ``indices`` attribute returns them as int32.
 
     ``linear`` and ``spmm`` run hand-written parallel kernels on the stored arrays: rows are split among
-    threads in chunks of about equal numbers of nonzeros, each chunk owned by one thread. Batch 1 is a
-    gather-and-multiply over each row; larger float32 batches pack the activations into slabs of 8 to 32
-    columns and run each row's nonzeros with the output tile held in AVX-512 registers (a portable kernel
-    is used where AVX-512 is absent, and for float64). Products too small to gain from threads
+    threads in chunks of about equal numbers of nonzeros, each chunk owned by one thread. Batch 1 gathers
+    sixteen of a row's activations into the lanes of an AVX-512 vector and multiplies them by sixteen
+    values at once; larger float32 batches pack the activations into slabs of 8 to 32 columns and run
+    each row's nonzeros with the output tile held in AVX-512 registers, prefetching the weights ahead (a
+    portable kernel is used where AVX-512 is absent, and for float64). Products too small to gain from threads
     (``_config.CSR_SERIAL_WORK``) run the same kernels on the calling thread. The kernels are safe to
     call from several Python threads at once: Numba's ``tbb`` and ``omp`` threading layers allow it, and
     under its ``workqueue`` fallback (no TBB or OpenMP runtime installed) numaccel serialises the calls
