@@ -311,9 +311,10 @@ def _row_dot16(typingctx, indices, data, start, end, x):
 
     Sixteen activations are loaded one by one into the lanes of a vector (``insertelement``), the
     sixteen values with one vector load, then one ``llvm.fma.v16f32``; two vector accumulators take
-    alternate groups. A scalar loop with a scalar FMA per nonzero spends two floating-point loads on
-    each (the value and the activation), and two such loads per cycle is the core's limit: here the
-    values cost one vector load per sixteen. The last ``< 16`` nonzeros run as scalar FMAs.
+    alternate groups. The last ``< 16`` nonzeros run as scalar FMAs. Measured here (4096 x 4096, 90 %,
+    weights in cache, 2 threads): scalar loops ran at about one nonzero per cycle however unrolled (4 or
+    8 accumulators, paired index loads), and so did AVX-512 gathers; this ran 1.4x faster (170 against
+    241 us), the values costing one vector load per sixteen nonzeros instead of a load each.
     """
     if not (
         isinstance(indices, types.Array) and indices.ndim == 1 and isinstance(indices.dtype, types.Integer)
