@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -70,10 +71,8 @@ def load(paths, stat: str = "median", combine: str = "best") -> dict:
             seen[key, label].append(row)
     for (key, label), rows in seen.items():
         if combine == "median":
-            stats = sorted(r["median"] for r in rows)
-            mid = len(stats) // 2
-            value = stats[mid] if len(stats) % 2 else (stats[mid - 1] + stats[mid]) / 2
-            table[key][label] = {"median": value, "min": min(r["min"] for r in rows),
+            table[key][label] = {"median": statistics.median(r["median"] for r in rows),
+                                 "min": min(r["min"] for r in rows),
                                  "rounds": sum(r["rounds"] for r in rows), "impl": rows[0]["impl"]}
         else:
             table[key][label] = min(rows, key=lambda r: r["median"])

@@ -8,13 +8,12 @@ implementation alike. One round by hand (``NUMACCEL_BENCH_QUICK=1`` for a 4096×
 
     for impl in numaccel numpy scipy torch mkl; do
         env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python -m pytest bench/test_bench_csr.py -k "$impl" \
-            --benchmark-json=bench/results/csr_$impl.json -p no:cacheprovider -q
+            --benchmark-json=/tmp/csr_$impl.json -p no:cacheprovider -q
     done
     # the dense anchor under the other BLAS configuration (faster at small batches):
-    python -m pytest bench/test_bench_csr.py -k numpy --benchmark-json=bench/results/csr_numpy_blasenv.json \
+    python -m pytest bench/test_bench_csr.py -k numpy --benchmark-json=/tmp/csr_numpy_blasenv.json \
         -p no:cacheprovider -q
-    python bench/report.py bench/results/csr_{numaccel,numpy,scipy,torch,mkl,numpy_blasenv}.json \
-        --out bench/results/csr
+    python bench/report.py /tmp/csr_{numaccel,numpy,scipy,torch,mkl,numpy_blasenv}.json --out /tmp/csr
 
 Running everything in one process (one ``pytest`` call without ``-k``) also works, but on a 2-core machine
 the thread pools that torch and MKL leave behind (OpenMP, TBB) slowed numaccel's next parallel calls up to
