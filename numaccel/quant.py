@@ -374,8 +374,9 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
     point inside int8 (so it is exact) and makes 0 exactly representable. A group whose values are all 0 gets
     scale 0, codes 0 and dequantizes to exact zeros. Scales are rounded to float32 first and the codes
     computed against the rounded scale in float64, so ``|dequantize - W| <= scale / 2`` elementwise, up to
-    float rounding. A nonzero group too small for its scale to be a float32 (max |w| below about 1e-43) gets
-    the smallest subnormal float32 as scale instead of 0.
+    float rounding. A scale that falls among float32's subnormals (max |w| below about 1e-36) is rounded up
+    rather than to nearest, so that the group's range still fits the codes; a nonzero group never gets
+    scale 0.
 
     Examples
     --------
@@ -409,8 +410,12 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
             lo = blk.min(axis=2, initial=0.0)
             span = (blk.max(axis=2, initial=0.0) - lo) / 255.0
         s32 = span.astype(np.float32)  # finite: |W| <= float32 max
-        # a span below float32's smallest subnormal would round to scale 0 and lose a nonzero group
-        s32[(span > 0) & (s32 == 0)] = np.finfo(np.float32).smallest_subnormal
+        # A subnormal scale keeps only a few significant bits: rounded down, the group's range no longer
+        # fits the codes and the clipped ones miss the scale / 2 bound by many steps. Round those up
+        # (which also keeps a span below the smallest subnormal from becoming scale 0). Normal scales
+        # are off by at most 6e-8 relative, far inside the bound, and stay as rounded.
+        low = (s32 < np.finfo(np.float32).tiny) & (s32.astype(np.float64) < span)
+        s32[low] = np.nextafter(s32[low], np.float32(np.inf))
         s = s32.astype(np.float64)[:, :, None]
         nz = s > 0
         safe = np.where(nz, s, 1.0)
