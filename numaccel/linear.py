@@ -121,7 +121,7 @@ def linear(x, weight, bias=None, *, out=None, device: str = "cpu", activations=N
     if out is None:
         out = np.empty(shape, dtype=x.dtype)
     else:
-        check_out(out, shape, x.dtype)
+        check_out(out, shape, x.dtype, inputs={"x": x})
     out2 = out if out.ndim == 2 else out[None, :]
     if out2.size:
         if isinstance(weight, np.ndarray):

@@ -605,7 +605,7 @@ def _model_parallel(x, weight, bias, *, out, device, activations, client):
     bias = check_bias(bias, n)
     shape = (x.shape[0], n) if x.ndim == 2 else (n,)
     if out is not None:
-        check_out(out, shape, x.dtype)
+        check_out(out, shape, x.dtype, inputs={"x": x})
     for blk in weight.shards:
         _probe(blk, None, k, x.dtype, activations, device)
     result = np.empty(shape, dtype=x.dtype) if out is None else out

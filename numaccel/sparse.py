@@ -6,13 +6,25 @@ Validates, coerces, allocates and dispatches; the arithmetic lives in ``numaccel
 from __future__ import annotations
 
 import numbers
+import sys
 import threading
 
 import numpy as np
 
 from . import _config
 from ._kernels import csr_cpu
-from ._validate import as_float_array, as_fraction, as_weight_matrix, check_device, check_out
+from ._validate import (
+    as_float_array,
+    as_fraction,
+    as_index_array,
+    as_value_array,
+    as_weight_matrix,
+    check_compressed,
+    check_device,
+    check_out,
+    coordinates_to_csr,
+    scipy_coordinates,
+)
 
 __all__ = ["CSRWeight", "magnitude_mask", "prune", "spmm"]
 
@@ -44,18 +56,6 @@ def _slab_array(shape: tuple[int, int, int]) -> np.ndarray:
 
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
-    return a
-
-
-def _as_index_array(a, name: str) -> np.ndarray:
-    if not isinstance(a, np.ndarray):
-        a = np.asarray(a)
-        if a.size == 0 and a.dtype == np.float64:  # an empty list: no dtype to judge
-            a = a.astype(np.int64)
-    if a.dtype.kind not in "iu" or a.dtype == np.bool_:
-        raise TypeError(f"{name} must be an integer array, got {a.dtype}; use {name}.astype(np.int32)")
-    if a.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got {a.ndim}-D with shape {a.shape}")
     return a
 
 
@@ -124,36 +124,11 @@ class CSRWeight:
 
     def __init__(self, indptr, indices, data, shape):
         n, k = _as_shape(shape)
-        indptr = _as_index_array(indptr, "indptr")
-        indices = _as_index_array(indices, "indices")
-        if not isinstance(data, np.ndarray):
-            data = np.asarray(data)
-        if data.dtype.kind != "f":
-            raise TypeError(
-                f"data must be a floating-point array, got {data.dtype}; use data.astype(np.float32)"
-            )
-        if data.ndim != 1:
-            raise ValueError(f"data must be 1-D, got {data.ndim}-D with shape {data.shape}")
-        if indptr.size != n + 1:
-            raise ValueError(f"indptr must have length shape[0] + 1 = {n + 1}, got {indptr.size}")
-        if indptr[0] != 0:
-            raise ValueError(f"indptr[0] must be 0, got {indptr[0]}")
-        steps = np.diff(indptr.astype(np.int64))
-        if steps.size and steps.min() < 0:
-            i = int(np.argmax(steps < 0)) + 1
-            raise ValueError(
-                f"indptr must be non-decreasing; indptr[{i}]={indptr[i]} < indptr[{i - 1}]={indptr[i - 1]}"
-            )
-        nnz = int(indptr[-1])
-        if indices.size != nnz or data.size != nnz:
-            raise ValueError(
-                f"indptr[-1] = {nnz} must equal len(indices) = {indices.size} and len(data) = {data.size}"
-            )
+        indptr = as_index_array(indptr, "indptr")
+        indices = as_index_array(indices, "indices")
+        data = as_value_array(data, "data")
+        nnz = check_compressed(indptr, indices, data.size, n, k)
         if nnz:
-            lo, hi = indices.min(), indices.max()
-            if lo < 0 or hi >= k:
-                p = int(np.argmax((indices < 0) | (indices >= k)))
-                raise ValueError(f"indices must be in [0, {k}) (shape[1] = {k}); indices[{p}] = {indices[p]}")
             idx64 = indices.astype(np.int64)
             row_start = np.zeros(nnz, dtype=bool)
             starts = indptr[:-1][indptr[:-1] < nnz]
@@ -210,23 +185,43 @@ class CSRWeight:
     def from_scipy(cls, m) -> CSRWeight:
         """Build from any ``scipy.sparse`` matrix or array; the caller's object is never modified.
 
-        Duplicate entries are summed and column ids sorted (on a copy). Explicitly stored zeros are kept:
-        they are part of the structure the caller chose and change no result.
+        Parameters
+        ----------
+        m : scipy.sparse matrix or array, shape (N, K)
+            Any format (CSR, CSC, COO, BSR, DIA, LIL, DOK) with a floating-point dtype.
+
+        Returns
+        -------
+        CSRWeight
+
+        Raises
+        ------
+        TypeError
+            ``m`` not a scipy.sparse object, or not of a floating-point dtype.
+        ValueError
+            Arrays that break the format's rules (lengths, ``indptr`` order, indices out of range), or
+            values that are NaN or inf as float32; the message names the array and the position.
+
+        Notes
+        -----
+        The matrix's raw arrays are validated by numaccel before anything else reads them: no SciPy
+        method runs on them, since SciPy's compiled code trusts them and a matrix whose arrays were
+        assigned by hand could crash the interpreter there. Duplicate entries are then summed (in
+        float64, rounded once to float32) and column ids sorted, on copies. Explicitly stored zeros are
+        kept: they are part of the structure the caller chose and change no result. The cost is O(nnz),
+        plus a sort when the entries are not already in row-major order.
+
+        Examples
+        --------
+        >>> import numpy as np, scipy.sparse as sp, numaccel as na
+        >>> m = sp.coo_array((np.array([1.0, 2.0, 3.0]), (np.array([1, 0, 1]), np.array([0, 1, 0]))), shape=(2, 2))
+        >>> na.CSRWeight.from_scipy(m).to_dense()
+        array([[0., 2.],
+               [4., 0.]], dtype=float32)
         """
-        try:
-            import scipy.sparse as sp
-        except ImportError as exc:  # pragma: no cover - scipy is an optional extra
-            raise ImportError("CSRWeight.from_scipy needs SciPy: pip install 'numaccel[scipy]'") from exc
-        if not sp.issparse(m):
-            raise TypeError(f"m must be a scipy.sparse matrix or array, got {type(m).__name__}")
-        if m.ndim != 2:
-            raise ValueError(f"m must be 2-D, got {m.ndim}-D")
-        if m.dtype.kind != "f":
-            raise TypeError(f"m must have a floating-point dtype, got {m.dtype}; use m.astype(np.float32)")
-        c = sp.csr_array(m, copy=True)
-        if not c.has_canonical_format:
-            c.sum_duplicates()
-        return cls(c.indptr, c.indices, c.data, c.shape)
+        rows, cols, vals, (n, k) = scipy_coordinates(m, "m")
+        indptr, indices, data = coordinates_to_csr(rows, cols, vals, n)
+        return cls(indptr, indices, data, (n, k))
 
     def to_scipy(self):
         """Return a new ``scipy.sparse.csr_array`` (float32, int32 indices) holding copies of the arrays."""
@@ -465,10 +460,15 @@ def prune(W, sparsity: float, *, granularity: str = "tensor") -> CSRWeight:
     return CSRWeight.from_dense(np.where(mask, W, np.float32(0)))
 
 
+def _is_scipy_sparse(A) -> bool:
+    sp = sys.modules.get("scipy.sparse")  # a scipy.sparse object means the module is loaded
+    return sp is not None and sp.issparse(A)
+
+
 def as_csr(A, name: str = "A") -> CSRWeight:
     if isinstance(A, CSRWeight):
         return A
-    if hasattr(A, "tocsr") and hasattr(A, "nnz"):
+    if _is_scipy_sparse(A):
         return CSRWeight.from_scipy(A)
     raise TypeError(f"{name} must be a CSRWeight or a scipy.sparse matrix, got {type(A).__name__}")
 
@@ -529,7 +529,7 @@ def spmm(A, B, *, out=None, device: str = "cpu"):
     if out is None:
         out = np.empty(shape, dtype=B.dtype)
     else:
-        check_out(out, shape, B.dtype)
+        check_out(out, shape, B.dtype, inputs={"B": B})
     if out.size:
         A._matmul_into(np.ascontiguousarray(B), out)
     return out

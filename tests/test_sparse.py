@@ -70,11 +70,57 @@ def test_from_scipy_sums_duplicates_sorts_and_keeps_explicit_zeros():
     assert not m.has_sorted_indices
 
 
-@pytest.mark.parametrize("fmt", ["coo", "csc", "lil", "dok", "bsr"])
-def test_from_scipy_any_format(rng, fmt):
+@pytest.mark.parametrize("matrix", [False, True], ids=["array", "matrix"])
+@pytest.mark.parametrize("fmt", ["csr", "coo", "csc", "lil", "dok", "bsr", "dia"])
+def test_from_scipy_any_format(rng, fmt, matrix):
     W = _small(rng).astype(np.float64)
-    m = sp.csr_array(W).asformat(fmt)
+    m = (sp.csr_matrix(W) if matrix else sp.csr_array(W)).asformat(fmt)
+    w = na.CSRWeight.from_scipy(m)
+    np.testing.assert_array_equal(w.to_dense(), W.astype(np.float32))
+    assert w.nnz == np.count_nonzero(W)
+    # the dense entry points read a scipy matrix the same way
+    np.testing.assert_array_equal(na.prune(m, 0.0).to_dense(), W.astype(np.float32))
+
+
+def test_from_scipy_bsr_blocks_and_coo_duplicates():
+    W = np.arange(1, 25, dtype=np.float64).reshape(4, 6)
+    W[:2, :3] = 0.0
+    m = sp.bsr_array(W, blocksize=(2, 3))
     np.testing.assert_array_equal(na.CSRWeight.from_scipy(m).to_dense(), W.astype(np.float32))
+    coo = sp.coo_array((np.array([1.0, 2.0, 3.0, 4.0]), (np.array([1, 0, 1, 1]), np.array([2, 1, 2, 0]))),
+                       shape=(2, 3))
+    w = na.CSRWeight.from_scipy(coo)
+    np.testing.assert_array_equal(w.to_dense(), [[0.0, 2.0, 0.0], [4.0, 0.0, 4.0]])
+    np.testing.assert_array_equal(w.indptr, [0, 1, 3])
+
+
+def test_from_scipy_validates_hand_assigned_arrays_before_scipy_sees_them():
+    """A matrix whose arrays were assigned by hand (a corrupt file, a buggy producer): SciPy's compiled
+    code trusts ``indptr``, so these once crashed the interpreter inside ``sum_duplicates``; now numaccel's
+    own checks reject them first and the caller's object is left as it was."""
+    m = sp.csr_array((np.ones(4), np.array([0, 1, 2, 0]), np.array([0, 2, 4])), shape=(2, 3))
+    m.indptr = np.array([0, 9, 4], dtype=np.int32)  # non-monotonic, an entry past nnz
+    with pytest.raises(ValueError, match=re.escape("m.indptr must be non-decreasing; m.indptr[2]=4 < m.indptr[1]=9")):
+        na.CSRWeight.from_scipy(m)
+    with pytest.raises(ValueError, match="m.indptr must be non-decreasing"):
+        na.spmm(m, np.ones((3, 2), np.float32))
+    np.testing.assert_array_equal(m.indptr, [0, 9, 4])
+    m.indptr = np.array([0, 2, 4], dtype=np.int32)
+    m.indices = np.array([0, 1, 2, 3], dtype=np.int32)
+    with pytest.raises(ValueError, match=re.escape("W.indices must be in [0, 3) (shape[1] = 3); W.indices[3] = 3")):
+        na.prune(m, 0.5)
+    c = sp.csc_array(np.eye(3))
+    c.indices = np.array([0, 1, 5], dtype=np.int32)
+    with pytest.raises(ValueError, match=re.escape("m.indices must be in [0, 3) (shape[0] = 3)")):
+        na.CSRWeight.from_scipy(c)
+    coo = sp.coo_array(np.eye(3))
+    coo.coords = (np.array([0, 1, 3]), np.array([0, 1, 2]))
+    with pytest.raises(ValueError, match=re.escape("m.row must be in [0, 3) (shape[0] = 3); m.row[2] = 3")):
+        na.CSRWeight.from_scipy(coo)
+    d = sp.dia_array(np.eye(3))
+    d.data = np.array([[1.0, np.nan, 1.0]])
+    with pytest.raises(ValueError, match="finite"):
+        na.CSRWeight.from_scipy(d)
 
 
 def test_arrays_are_copied_and_read_only():
@@ -339,3 +385,18 @@ def test_pickle_carries_arrays_only(rng):
     np.testing.assert_array_equal(w2.indices, w.indices)
     np.testing.assert_array_equal(w2.data, w.data)
     np.testing.assert_array_equal(na.linear(x, w2), y)
+
+
+@pytest.mark.parametrize("kind", ["dense", "csr", "int8"])
+def test_out_sharing_memory_with_the_input_is_refused(rng, kind):
+    """A kernel writing into its own input would read values it had already overwritten."""
+    W = rng.standard_normal((6, 6)).astype(np.float32)
+    w = {"dense": W, "csr": na.prune(W, 0.5), "int8": na.quantize(W)}[kind]
+    x = rng.standard_normal((4, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with x"):
+        na.linear(x, w, out=x)
+    with pytest.raises(ValueError, match="out must not share memory with x"):
+        na.linear(x[0], w, out=x[0])
+    B = rng.standard_normal((6, 6)).astype(np.float32)
+    with pytest.raises(ValueError, match="out must not share memory with B"):
+        na.spmm(na.prune(W, 0.5), B, out=B)
