@@ -58,6 +58,15 @@ def ref_dequantize(qweight, scales, zero_points=None, group_size=None) -> np.nda
     return (q - z) * s
 
 
+def _scale32(span: float) -> np.float32:
+    """A group's float32 scale: ``span`` rounded to nearest, except that a scale among float32's
+    subnormals is rounded up when rounding went down (so the group's range still fits the codes)."""
+    s = np.float32(span)
+    if s < np.finfo(np.float32).tiny and np.float64(s) < span:
+        s = np.nextafter(s, np.float32(np.inf))
+    return s
+
+
 def ref_quantize(W, group_size=None, symmetric=True):
     """The quantization rules of design.md, in float64: returns (q int8, scales float32, zero_points)."""
     W = np.asarray(W, dtype=np.float64)
@@ -73,13 +82,13 @@ def ref_quantize(W, group_size=None, symmetric=True):
             if blk.size == 0:
                 continue
             if symmetric:
-                s = np.float32(np.abs(blk).max() / 127.0)
+                s = _scale32(np.abs(blk).max() / 127.0)
                 scales[i, j] = s
                 if s > 0:
                     q[i, j * g:(j + 1) * g] = np.clip(np.rint(blk / np.float64(s)), -127, 127)
             else:
                 lo, hi = min(blk.min(), 0.0), max(blk.max(), 0.0)
-                s = np.float32((hi - lo) / 255.0)
+                s = _scale32((hi - lo) / 255.0)
                 scales[i, j] = s
                 if s > 0:
                     z = int(np.clip(np.rint(-128 - lo / np.float64(s)), -128, 127))
@@ -92,12 +101,15 @@ def ref_quantize(W, group_size=None, symmetric=True):
 
 
 def ref_quantize_rows_uint8(x):
-    """Per-row symmetric activation quantization used by W8A8: codes in [-127, 127] and float64 scales."""
+    """Per-row symmetric activation quantization used by W8A8: codes in [-127, 127] and float64 scales,
+    ``s = max|x| / 127`` and ``q = rint(x * (1 / s))`` in float64, as the kernels round (multiplying by the
+    reciprocal can round a value at a half step differently from dividing by ``s``)."""
     x = np.asarray(x, dtype=np.float64)
     amax = np.abs(x).max(axis=1)
     s = amax / 127.0
     with np.errstate(divide="ignore", invalid="ignore"):
-        q = np.where(s[:, None] > 0, np.clip(np.rint(x / s[:, None]), -127, 127), 0).astype(np.int64)
+        inv = np.where(s > 0, 1.0 / s, 0.0)
+        q = np.where(s[:, None] > 0, np.clip(np.rint(x * inv[:, None]), -127, 127), 0).astype(np.int64)
     return q, s
 
 

@@ -73,11 +73,11 @@ def test_linear_parity(rng, parity, path, n, k, density, dtype):
         y = na.linear(x, w, out=out)
         assert y is out and y.dtype == dtype
         parity(y, ref_linear(x, w))
-        parity(na.linear(x, w, bias=bias), ref_linear(x, w, bias))
+        parity(na.linear(x, w, bias=bias), ref_linear(x, w, bias), dtype=dtype)
         np.testing.assert_array_equal(x, x0)  # the caller's array is untouched
     v = rng.standard_normal(k).astype(dtype)
     out = nan_out((n,), dtype)
-    parity(na.linear(v, w, bias=bias, out=out), ref_linear(v, w, bias))
+    parity(na.linear(v, w, bias=bias, out=out), ref_linear(v, w, bias), dtype=dtype)
 
 
 @pytest.mark.parametrize("layout", ["F", "strided", "transposed-view"])
@@ -138,9 +138,9 @@ def test_spmm_parity(rng, parity, path, dtype):
     for p in (1, 5, 16, 64, 100):
         bm = rng.standard_normal((45, p)).astype(dtype)
         parity(na.spmm(a, bm, out=nan_out((61, p), dtype)), ref_spmm(a, bm))
-        parity(na.spmm(a, np.asfortranarray(bm)), ref_spmm(a, bm))
+        parity(na.spmm(a, np.asfortranarray(bm)), ref_spmm(a, bm), dtype=dtype)
     v = rng.standard_normal(45).astype(dtype)
-    parity(na.spmm(a, v, out=nan_out((61,), dtype)), ref_spmm(a, v))
+    parity(na.spmm(a, v, out=nan_out((61,), dtype)), ref_spmm(a, v), dtype=dtype)
 
 
 def test_spmm_scipy_input(rng, parity):

@@ -75,6 +75,17 @@ def local_by_blocks(x, w, row_chunks=None, bias=None):
     return y if bias is None else y + bias
 
 
+def assert_matches_local(out, local, kind, parity):
+    """Results from worker processes against the same blocks computed here. numaccel's kernels give the
+    same bits: each output row is reduced in an order fixed by the weight alone, whatever the thread count
+    or the partition. BLAS may choose another kernel or blocking in another process (thread count,
+    alignment), so dense results are compared within the parity tolerance."""
+    if kind == "dense":
+        parity(out, local)
+    else:
+        np.testing.assert_array_equal(out, local)
+
+
 def healthy(client):
     client.wait_for_workers(2, timeout=TIMEOUT)
     return client
@@ -260,7 +271,7 @@ def test_data_parallel_on_cluster(client, kind, rng, parity):
     y = na.linear(da.from_array(x, chunks=(16, 40)), w, b)
     out = client.compute(y).result(timeout=TIMEOUT)
     parity(out, ref_linear(x, w, b))
-    np.testing.assert_array_equal(out, local_by_blocks(x, w, (16, 16, 16, 2), b))
+    assert_matches_local(out, local_by_blocks(x, w, (16, 16, 16, 2), b), kind, parity)
 
 
 def resident_ids():
@@ -297,7 +308,7 @@ def test_model_parallel(client, kind, dtype, rng, parity):
     assert y is out
     parity(out, ref_linear(x, w, b))
     parity(na.linear(x[4], sw, b, client=client), ref_linear(x[4], w, b))
-    np.testing.assert_array_equal(out, local_by_blocks(x, sw, bias=b))
+    assert_matches_local(out, local_by_blocks(x, sw, bias=b), kind, parity)
 
 
 def test_model_parallel_one_row_per_shard_on_both_workers(client, rng, parity):

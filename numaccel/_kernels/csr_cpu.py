@@ -5,7 +5,9 @@ Contract shared by every kernel here (inputs validated by the caller):
 ``data`` float32 (nnz,), ``bounds`` int64 row boundaries of the thread chunks (balanced by nonzeros),
 activations float32/float64 C-contiguous, ``out`` C-contiguous of the activations' dtype, every element
 written. Each ``prange`` iteration owns the output rows ``bounds[c]:bounds[c+1]`` (and its own row of
-``scratch``); there are no cross-thread reductions.
+``scratch``); there are no cross-thread reductions. A row's reduction order depends only on the row and
+the kernel family, never on the thread count or the chunk boundaries, so a result is bitwise the same
+whatever the number of threads or processes that computed it (on one host, for the same call).
 
 Four families:
 
