@@ -1,4 +1,4 @@
-"""Models: Linear, activations, Sequential/MLP forward parity for every weight format, PyTorch conversion."""
+"""Models: Linear, activations, Sequential/MLP forward parity for every weight format, state_dict conversion."""
 
 import numpy as np
 import pytest
@@ -146,36 +146,70 @@ def test_wrong_input_features_raise():
 
 
 # --------------------------------------------------------------------------------------------------
-# PyTorch conversion
+# Conversion of a state_dict of NumPy arrays (no torch needed; modules are tested in tests/test_torch.py)
 
-def test_from_torch_module_and_state_dict(parity):
-    torch = pytest.importorskip("torch")
-    torch.manual_seed(0)
-    t = torch.nn
-    mod = t.Sequential(t.Flatten(), t.Linear(6, 9), t.GELU(), t.Dropout(0.1), t.Linear(9, 4, bias=False),
-                       t.ReLU(), t.Linear(4, 2)).eval()
-    x = np.random.default_rng(1).standard_normal((3, 6)).astype(np.float32)
-    with torch.no_grad():
-        ref = mod(torch.from_numpy(x)).double().numpy()
-    net = nn.MLP.from_torch(mod)
-    assert [type(layer).__name__ for layer in net.layers] == ["Linear", "GELU", "Linear", "ReLU", "Linear"]
+def _state_dict(rng, sizes, bias=True):
+    sd = {}
+    for i, (k, n) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        sd[f"{2 * i}.weight"] = rng.standard_normal((n, k)).astype(np.float32)
+        if bias:
+            sd[f"{2 * i}.bias"] = rng.standard_normal(n).astype(np.float32)
+    return sd
+
+
+@pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
+def test_from_torch_state_dict_of_arrays(rng, parity, activation):
+    sd = _state_dict(rng, [6, 9, 4, 3])
+    net = nn.MLP.from_torch(sd, activation=activation)
+    weights, biases = list(sd.values())[0::2], list(sd.values())[1::2]
+    x = rng.standard_normal((5, 6)).astype(np.float32)
+    ref = ref_mlp(x, weights, biases, activation)
     parity(net(x), ref)
-    relu_mod = torch.nn.Sequential(torch.nn.Linear(6, 5), torch.nn.ReLU(), torch.nn.Linear(5, 2))
-    with torch.no_grad():
-        ref = relu_mod(torch.from_numpy(x)).double().numpy()
-    net2 = nn.MLP.from_torch(relu_mod.state_dict(), activation="relu")
-    parity(net2(x), ref)
-    with torch.no_grad():  # the model owns copies: changing the torch module changes nothing
-        relu_mod[0].weight.zero_()
-    parity(net2(x), ref)
+    sd["0.weight"][:] = 0  # the model holds copies
+    parity(net(x), ref)
 
 
-def test_from_torch_rejects_unknown_modules():
-    torch = pytest.importorskip("torch")
-    with pytest.raises(TypeError, match="Conv1d"):
-        nn.MLP.from_torch(torch.nn.Sequential(torch.nn.Conv1d(1, 1, 1)))
-    with pytest.raises(ValueError, match="running_mean"):
-        nn.MLP.from_torch({"0.running_mean": np.zeros(3, np.float32)})
+def test_from_torch_one_layer_state_dict_needs_no_activation(rng, parity):
+    sd = _state_dict(rng, [4, 3], bias=False)
+    net = nn.MLP.from_torch({"weight": sd["0.weight"]})
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    parity(net(x), ref_linear(x, sd["0.weight"]))
+
+
+def test_from_torch_half_precision_arrays_widen_exactly(rng):
+    w = rng.standard_normal((3, 4)).astype(np.float16)
+    net = nn.MLP.from_torch({"weight": w})
+    assert net.linears[0].weight.dtype == np.float32
+    np.testing.assert_array_equal(net.linears[0].weight, w.astype(np.float32))
+
+
+_W = np.ones((3, 4), np.float32)
+
+
+@pytest.mark.parametrize(
+    "module,activation,exc,match",
+    [
+        ({"0.weight": _W, "2.weight": np.ones((2, 3), np.float32)}, None, TypeError,
+         "activation is required for a state_dict of 2 layers"),
+        ({"weight": _W}, "tanh", ValueError, "activation must be"),
+        ({"weight": _W.astype(np.float64)}, None, TypeError, r"state_dict\['weight'\] is float64.*float\(\)"),
+        ({"weight": _W.astype(np.int32)}, None, TypeError, "must be a floating-point tensor, got int32"),
+        ({"0.running_mean": np.zeros(3, np.float32)}, None, ValueError, "running_mean"),
+        ({"1.weight": np.ones(4, np.float32), "1.bias": np.ones(4, np.float32)}, None, ValueError,
+         r"state_dict\['1.weight'\] has shape \(4,\); a Linear weight is 2-D"),
+        ({"0.bias": np.ones(3, np.float32)}, None, ValueError, "has '0.bias' but no '0.weight'"),
+        ({"bias": np.ones(3, np.float32)}, None, ValueError, "has 'bias' but no 'weight'"),
+        ({"0.weight": _W, "2.weight": np.ones((2, 5), np.float32)}, "relu", ValueError,
+         r"state_dict\['2.weight'\] takes 5 features but '0.weight' gives 3"),
+        ({}, None, ValueError, "state_dict is empty"),
+        ([_W], None, TypeError, "must be a torch.nn.Sequential, a torch.nn.Linear or a state_dict, got list"),
+    ],
+    ids=["no-activation", "unknown-activation", "float64", "int", "running-mean", "1d-weight", "bias-only",
+         "bare-bias-only", "chain", "empty", "list"],
+)
+def test_from_torch_bad_state_dicts_raise(module, activation, exc, match):
+    with pytest.raises(exc, match=match):
+        nn.MLP.from_torch(module, activation=activation)
 
 
 def test_dense_weight_of_every_format(rng):
