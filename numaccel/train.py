@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import sys
 
 import numpy as np
 
@@ -197,15 +198,16 @@ def blas_single_thread(enabled: bool):
 
 
 def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar when tqdm is installed and ``enabled``; otherwise an object with the same few methods."""
+    """A tqdm bar when tqdm is installed and ``enabled``; otherwise an object with the same few methods.
+    The bar shows only when stderr is a terminal (tqdm's ``disable=None``), so logs stay readable."""
     if enabled:
         try:
             from tqdm.auto import tqdm
 
-            return tqdm(total=total, desc=desc, leave=False)
+            return tqdm(total=total, desc=desc, leave=False, disable=None)
         except ImportError:
             pass
-    return _PlainProgress(total, desc, enabled)
+    return _PlainProgress(total, desc, enabled and sys.stderr.isatty())
 
 
 class _PlainProgress:

@@ -10,30 +10,127 @@ import pytest
 
 from numaccel import cli
 
+ROOT = str(Path(__file__).resolve().parents[1])
 WIDE_ROWS = ("dense fp32", "int8", "pruned 50%", "pruned 80%", "pruned 90%", "pruned 90% + int8")
 DIGITS_ROWS = ("teacher, dense fp32", "pruned 90% + fine-tune", "student, distilled", "student, labels only")
 
 
-def test_demo_fast_writes_tables_and_plot(tmp_path, capsys):
+def _env(**extra):
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.environ.get("PYTHONPATH", "")]), **extra)
+
+
+def _checkout_like(tmp_path) -> Path:
+    """A working directory that looks like a checkout: bench/results holding committed-looking files."""
+    cwd = tmp_path / "cwd"
+    results = cwd / "bench" / "results"
+    results.mkdir(parents=True)
+    (results / "demo_wide.md").write_text("committed table\n")
+    (results / "sentinel.txt").write_text("do not touch\n")
+    return cwd
+
+
+def _tree(root: Path) -> dict:
+    """Every file and folder under ``root``: path -> (bytes, modification time)."""
+    return {str(p.relative_to(root)): (p.read_bytes() if p.is_file() else None, p.stat().st_mtime_ns)
+            for p in sorted(root.rglob("*"))}
+
+
+def _assert_no_verdicts(printed: str):
+    """The demo reports figures; whether they meet goals is for bench/, not for the demo's output."""
+    for word in ("Targets", "target", " met", "missed"):
+        assert word not in printed
+
+
+def test_python_dash_m_fast_writes_nothing_without_out(tmp_path):
     pytest.importorskip("sklearn")
-    assert cli.main(["demo", "--fast", "--out", str(tmp_path)]) == 0
+    cwd = _checkout_like(tmp_path)
+    before = _tree(cwd)
+    done = subprocess.run([sys.executable, "-m", "numaccel", "--fast"], cwd=cwd, capture_output=True, text=True,
+                          env=_env(), timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert _tree(cwd) == before  # bench/results untouched, and no new file or folder anywhere in the cwd
+    assert all(f"| {name}" in done.stdout for name in WIDE_ROWS + DIGITS_ROWS)
+    assert "nothing written" in done.stdout and "--out DIR" in done.stdout
+    _assert_no_verdicts(done.stdout)
+
+
+def test_demo_fast_writes_tables_and_plot_only_into_out(tmp_path, capsys, monkeypatch):
+    pytest.importorskip("sklearn")
+    cwd = _checkout_like(tmp_path)
+    monkeypatch.chdir(cwd)
+    before = _tree(cwd)
+    out = tmp_path / "out"
+    assert cli.main(["demo", "--fast", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    wide = (tmp_path / "demo_wide.md").read_text()
-    digits = (tmp_path / "demo_digits.md").read_text()
+    assert _tree(cwd) == before
+    wide = (out / "demo_wide.md").read_text()
+    digits = (out / "demo_digits.md").read_text()
     assert all(f"| {name}" in wide for name in WIDE_ROWS)
     assert all(f"| {name}" in digits for name in DIGITS_ROWS)
     assert wide.startswith("Environment: numpy") and digits.startswith("Environment: numpy")
     env_line = wide.split("\n\n", 1)[0]
-    assert wide[len(env_line) + 2:] in printed and digits[len(env_line) + 2:].split("\nplot:")[0] in printed
+    assert wide[len(env_line) + 2:] in printed and digits[len(env_line) + 2:] in printed
+    written = [out / "demo_wide.md", out / "demo_digits.md"]
     if importlib.util.find_spec("matplotlib"):
-        assert (tmp_path / "demo_digits.png").stat().st_size > 1000
+        written.append(out / "demo_digits.png")
+        assert written[-1].read_bytes().startswith(b"\x89PNG") and written[-1].stat().st_size > 1000
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
+    assert f"wrote {', '.join(map(str, written))}" in printed
+    _assert_no_verdicts(printed)
+
+
+def test_no_plot_writes_only_the_tables(tmp_path, capsys):
+    pytest.importorskip("sklearn")
+    assert cli.main(["--fast", "--only", "digits", "--no-plot", "--out", str(tmp_path)]) == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["demo_digits.md"]
+    assert f"wrote {tmp_path / 'demo_digits.md'} (" in capsys.readouterr().out
+
+
+_PLOT_SCRIPT = """
+import sys
+from types import SimpleNamespace
+
+import matplotlib
+
+from numaccel import cli
+
+before = matplotlib.get_backend()
+models = {"dense": SimpleNamespace(nbytes=4000), "small": SimpleNamespace(nbytes=400)}
+acc = {"dense": [97.0, 98.0], "small": [96.5]}
+speed = {"dense": {"speedup_b1_min": 1.0}, "small": {"speedup_b1_min": 4.0}}
+assert cli._plot(models, acc, speed, sys.argv[1]) == sys.argv[1]
+print(before, matplotlib.get_backend(), "matplotlib.pyplot" in sys.modules)
+"""
+
+
+def test_plot_leaves_the_backend_and_pyplot_alone(tmp_path):
+    """The plot is drawn on its own Agg canvas: the backend a user (or notebook) chose stays selected."""
+    pytest.importorskip("matplotlib")
+    path = tmp_path / "plot.png"
+    done = subprocess.run([sys.executable, "-c", _PLOT_SCRIPT, str(path)], capture_output=True, text=True,
+                          env=_env(MPLBACKEND="svg"), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["svg", "svg", "False"]
+    assert path.read_bytes().startswith(b"\x89PNG")
+
+
+def test_plot_in_process_does_not_switch_backends(tmp_path, monkeypatch):
+    matplotlib = pytest.importorskip("matplotlib")
+    from types import SimpleNamespace
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("matplotlib.use() called by library code")
+
+    monkeypatch.setattr(matplotlib, "use", refuse)
+    before = matplotlib.get_backend()
+    models = {"a": SimpleNamespace(nbytes=100)}
+    assert cli._plot(models, {"a": [90.0]}, {"a": {"speedup_b1_min": 2.0}}, str(tmp_path / "p.png"))
+    assert matplotlib.get_backend() == before
 
 
 def test_python_dash_m_runs_the_command():
-    root = str(Path(__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]))
     done = subprocess.run([sys.executable, "-m", "numaccel", "--help"], capture_output=True, text=True,
-                          env=env, timeout=120)
+                          env=_env(), timeout=120)
     assert done.returncode == 0, done.stderr
     assert "demo" in done.stdout
 
@@ -43,5 +140,7 @@ def test_demo_is_the_default_command(monkeypatch):
     monkeypatch.setattr(cli, "demo", lambda **kw: seen.update(kw))
     assert cli.main(["--fast", "--only", "wide", "--out", "x"]) == 0
     assert seen["fast"] and seen["wide"] and not seen["digits"] and seen["out"] == "x"
+    assert cli.main(["--fast"]) == 0
+    assert seen["out"] is None  # no default folder: nothing is written unless asked
     with pytest.raises(SystemExit):
         cli.main(["demo", "--only", "everything"])
