@@ -120,7 +120,7 @@ def _pack_int8(q: np.ndarray, group_size) -> tuple[np.ndarray, np.ndarray, int, 
     padding), the group length and the words per (zero-padded) group.
     """
     n, k = q.shape
-    gs = max(k, 1) if group_size is None else group_size
+    gs = max(k, 1) if group_size is None else min(group_size, max(k, 1))
     groups = -(-k // gs) if k else 1
     gw = -(-gs // 4)
     padded = np.zeros((n, groups, 4 * gw), dtype=np.int8)
@@ -148,6 +148,10 @@ class DeviceInt8Weight(_DeviceWeight):
 
     The codes are stored as packed int32 words, each group of ``group_size`` features padded to whole words
     (see ``numaccel._kernels.int8_cuda``), with float32 scales and int32 zero points of shape (N, G).
+    A single group per row too long for W8A8's exact int32 sums (per-channel scales and K above 66 311 with
+    zero points, 132 104 without) is stored as equal chunks of a multiple of 4 features, each with the row's
+    scale and zero point: the same codes (a few more padding words at the end), the same weight-only
+    results.
     ``shape``, ``group_size`` and ``nbytes`` are those of the host weight, which ``to_host()`` returns.
     """
 
@@ -155,15 +159,18 @@ class DeviceInt8Weight(_DeviceWeight):
 
     def __init__(self, host, cuda):
         n, _ = host.shape
-        words, kmap, gs, gw = _pack_int8(host.qweight, host.group_size)
+        scales, zps, group_size = host.scales, host.zero_points, host.group_size
+        w8 = host._w8a8_groups()
+        if w8 is not None and w8[0] != host._gs:  # one group per row, split into chunks
+            group_size, scales, zps = w8[0], w8[1], (None if zps is None else w8[2])
+        words, kmap, gs, gw = _pack_int8(host.qweight, group_size)
         groups = words.shape[1] // gw
         self._host = host
         self.gs = gs
         self.gw = gw
         self.qwords = cuda.to_device(words)
         self.kmap = cuda.to_device(kmap)
-        self.scales = cuda.to_device(_per_group(host.scales, n, groups, np.float32))
-        zps = host.zero_points
+        self.scales = cuda.to_device(_per_group(scales, n, groups, np.float32))
         zps = np.zeros((n, groups), np.int32) if zps is None else _per_group(zps, n, groups, np.int32)
         self.zero_points = cuda.to_device(zps)
 
@@ -432,6 +439,7 @@ def _linear_int8(w: DeviceInt8Weight, x, bias, has_bias, out, activations, cuda)
         int8_cuda._gemm_int8_cuda[grid, threads](w.qwords, w.scales, w.zero_points, w.kmap, w.gw, x2, bias,
                                                  has_bias, out2)
         return
+    w.to_host()._w8a8_checked()  # several groups per row too long for exact int32 sums: ValueError
     groups = w.scales.shape[1]
     qx = _scratch("qx", (nb, w.qwords.shape[1]), np.int32, cuda)
     sx = _scratch("sx", (nb,), np.float64, cuda)

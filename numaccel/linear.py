@@ -72,7 +72,9 @@ def linear(x, weight, bias=None, *, out=None, device: str = "cpu", activations=N
     TypeError
         ``x`` not float32/float64, an unknown weight type.
     ValueError
-        ``x.shape[-1] != K``, a bad ``bias`` or ``out``.
+        ``x.shape[-1] != K``, a bad ``bias`` or ``out`` (wrong shape, not C-contiguous, read-only, or sharing
+        memory with ``x``); ``activations="int8"`` on an Int8Weight with several groups per row longer than
+        66 311 features (with zero points) or 132 104 (without).
 
     See Also
     --------
@@ -83,6 +85,23 @@ def linear(x, weight, bias=None, *, out=None, device: str = "cpu", activations=N
     ``y[b, n] = sum_k x[b, k] * W[n, k] + bias[n]``, accumulated in the dtype of ``x``. Compressed weights
     are never expanded to dense: the CSR kernel visits only the stored nonzeros, the int8 kernels scale
     the integer codes inside the reduction (``y = x @ (scale * q).T``).
+
+    Numeric range of an :class:`Int8Weight` (``q`` the codes, ``z`` the zero points, ``L`` the group
+    length: ``group_size``, or K for per-channel scales). Past these bounds a result may be inf or NaN
+    where ``x @ weight.dequantize().T`` is finite; it is never a wrong finite number.
+
+    - Weight-only: the CPU kernels form each group's ``sum_k x[b, k] * (q[n, k] - z)`` before scaling
+      it, in the dtype of ``x``, so ``255 * sum_k |x[b, k]|`` over a group must stay below that dtype's
+      maximum (float32: ``max|x| * 255 * L < 3.4e38``). The CUDA kernels scale every 4 features:
+      ``max|x| * 1020 < 3.4e38``.
+    - W8A8 (``activations="int8"``): activations are quantized per row, ``qx = rint(x / s_x)`` with
+      ``s_x = max|x[b]| / 127``, and each group's ``sum qx * (q - z)`` is exact in int32 for groups of
+      up to 66 311 features with zero points, 132 104 without. A row with a single, longer group (per-
+      channel scales and a larger K) is summed in equal chunks below that length, so any K is exact;
+      several groups per row longer than that raise ``ValueError``. The sums are scaled in float32 by
+      the weight scale, then by ``s_x``: ``max|W| * 127 * L`` (``L`` the chunk length for long rows)
+      must stay below 3.4e38. A float64 row whose ``s_x`` underflows to 0 (``max|x[b]|`` below about
+      3e-322) is taken as all zeros.
 
     Examples
     --------

@@ -18,6 +18,7 @@ __all__ = ["Int8Weight", "quantize"]
 
 # Rows of W quantized per step in ``quantize`` (bounds the float64 temporaries to a few MiB).
 _QUANTIZE_ROWS = 256
+_F32_MAX = float(np.finfo(np.float32).max)
 
 # W8A8 runs on AVX-512 VNNI (``vpdpbusd``) when the host CPU has it, decided once at import. Setting the
 # environment variable NUMACCEL_NO_VNNI=1 before import (or this flag to False) forces the portable path.
@@ -37,14 +38,50 @@ _PACK_MIN_B = 8
 _KX_F32 = 256
 _KX_U8 = 512
 
+# W8A8 sums each group's int8 products exactly in int32: the true sum of ``qx * (q - z)`` over n features
+# is at most 127 * 255 * n with zero points (127 * 128 * n without: codes may be -128), which must not
+# exceed this. A row whose one group is longer is summed in equal chunks of whole 4-feature steps, each
+# converted to float before the next (see ``_w8a8_group_size``).
+_W8A8_SUM_MAX = 2**31 - 1
+
 
 def _frozen(a: np.ndarray) -> np.ndarray:
     a.setflags(write=False)
     return a
 
 
+def _as_group_size(group_size):
+    """None or a positive integer below 2**62 (a group longer than the row is one group per row)."""
+    group_size = as_positive_int(group_size, "group_size", allow_none=True)
+    if group_size is not None and group_size >= 2**62:
+        raise ValueError(f"group_size must be below 2**62, got {group_size}; use group_size=None for one "
+                         f"group per row")
+    return group_size
+
+
 def _ngroups(k: int, group_size) -> int:
     return 1 if group_size is None else -(-k // group_size)
+
+
+def _w8a8_max_group(has_zp: bool) -> int:
+    """Longest group (features) whose W8A8 int32 sum is exact: 66 311 with zero points, 132 104 without."""
+    return _W8A8_SUM_MAX // (127 * (255 if has_zp else 128))
+
+
+def _w8a8_group_size(k: int, gs: int, g: int, has_zp: bool):
+    """Group length for the W8A8 kernels' int32 sums: ``gs`` when its sums are exact; for a single group per
+    row (``g == 1``) longer than that, the length of ``ceil(k / limit)`` equal chunks rounded up to a multiple
+    of 4 (never above the limit: the VNNI layout takes whole 4-feature steps); None when a row holds
+    several groups that are too long."""
+    limit = _w8a8_max_group(has_zp)
+    if min(gs, k) <= limit:
+        return gs
+    if g > 1:
+        return None
+    limit4 = limit - limit % 4
+    chunks = -(-k // limit4)
+    per = -(-k // chunks)
+    return per + (-per) % 4
 
 
 class Int8Weight:
@@ -87,9 +124,18 @@ class Int8Weight:
     in that layout, the first W8A8 call (``linear(..., activations="int8")``) another one with 4 features of
     each row together (for AVX-512 VNNI ``vpdpbusd``); each costs ``N * K`` bytes, is made once and is not
     counted in ``nbytes``. W8A8 uses VNNI when the CPU has it (decided at import); set the environment
-    variable ``NUMACCEL_NO_VNNI=1`` before importing numaccel to force the portable kernel. W8A8 results are
-    exact integer dot products (32-bit: exact for groups of up to 66 000 features, 133 000 for symmetric
-    codes) scaled in float32.
+    variable ``NUMACCEL_NO_VNNI=1`` before importing numaccel to force the portable kernel.
+
+    Numeric range. W8A8 sums each group's integer products exactly in int32, which holds groups of up to
+    66 311 features with zero points and 132 104 without; a row with one group (per-channel scales) that
+    is longer is summed in equal chunks below that length, any K. Several groups per row longer than the
+    limit are refused with ``ValueError``. The integer sums are scaled in float32 (weight scale first,
+    activation scale last), so ``max|W| * 127 * L`` must stay below the float32 maximum (3.4e38), ``L``
+    being the group length (the chunk length for per-channel scales). The weight-only kernels sum
+    ``x * (q - zero_point)`` over a group before scaling, in the activations' dtype: ``sum |x| * 255``
+    over a group must stay below that dtype's maximum (float32: ``max|x| * 255 * L < 3.4e38``). Past
+    either bound a result can be inf or NaN where ``x @ dequantize().T`` is finite; see
+    :func:`numaccel.linear`.
 
     Examples
     --------
@@ -101,8 +147,8 @@ class Int8Weight:
     """
 
     __slots__ = (
-        "_q", "_scales", "_zps", "_group_size", "_gs", "_s2", "_z2", "_has_zp", "_pk", "_pk4", "_device",
-        "__weakref__",
+        "_q", "_scales", "_zps", "_group_size", "_gs", "_s2", "_z2", "_has_zp", "_pk", "_pk4", "_w8",
+        "_device", "__weakref__",
     )
 
     def __init__(self, qweight, scales, zero_points=None, *, group_size=None):
@@ -117,7 +163,7 @@ class Int8Weight:
             raise ValueError(
                 f"qweight must be 2-D (out_features, in_features), got shape {qweight.shape}"
             )
-        group_size = as_positive_int(group_size, "group_size", allow_none=True)
+        group_size = _as_group_size(group_size)
         n, k = qweight.shape
         want = (n,) if group_size is None else (n, _ngroups(k, group_size))
         scales = self._check_params(scales, "scales", want, group_size, "f")
@@ -158,7 +204,7 @@ class Int8Weight:
         self._scales = _frozen(scales)
         self._zps = None if zps is None else _frozen(zps)
         self._group_size = group_size
-        self._gs = max(k, 1) if group_size is None else group_size
+        self._gs = max(k, 1) if group_size is None else min(group_size, max(k, 1))  # a longer group is the row
         g = _ngroups(k, group_size)
         self._s2 = _frozen(np.ascontiguousarray(scales.reshape(n, g)))
         z2 = np.zeros((n, g), dtype=np.int32) if zps is None else zps.reshape(n, g).astype(np.int32)
@@ -166,6 +212,7 @@ class Int8Weight:
         self._has_zp = bool(zps is not None and zps.any())
         self._pk = None
         self._pk4 = None
+        self._w8 = None
         self._device = None
 
     def __reduce__(self):
@@ -257,12 +304,47 @@ class Int8Weight:
         t[:, :n] = a.T
         return _frozen(t)
 
+    def _w8a8_groups(self):
+        """W8A8 grouping, made once: ``(gs, scales (N, G), zero points (N, G))`` with every group short
+        enough for an exact int32 sum (``_w8a8_group_size``): the format's own when it is, else the row
+        split into equal chunks, each with the row's scale and zero point; None when the format has several
+        groups per row that are too long."""
+        w8 = self._w8
+        if w8 is None:
+            n, k = self._q.shape
+            g = self._s2.shape[1]
+            gs = _w8a8_group_size(k, self._gs, g, self._has_zp)
+            if gs is None:
+                return None
+            if gs == self._gs:
+                w8 = (gs, self._s2, self._z2)
+            else:
+                g8 = -(-k // gs)
+                w8 = (gs, _frozen(np.repeat(self._s2, g8, axis=1)), _frozen(np.repeat(self._z2, g8, axis=1)))
+            self._w8 = w8
+        return w8
+
+    def _w8a8_checked(self):
+        """``_w8a8_groups()``, or ``ValueError`` saying why W8A8 cannot sum this weight's groups exactly."""
+        w8 = self._w8a8_groups()
+        if w8 is None:
+            limit = _w8a8_max_group(self._has_zp)
+            kind = "with zero points" if self._has_zp else "without zero points"
+            raise ValueError(
+                f"activations='int8' sums each group in int32, exact for groups of up to {limit} features "
+                f"{kind}; this weight has group_size={self._group_size} with {self._s2.shape[1]} groups per "
+                f"row; use group_size <= {limit}, per-channel scales (group_size=None, long rows are split "
+                f"automatically) or activations=None"
+            )
+        return w8
+
     def _panels4(self):
         """VNNI layout, made once on first use: (P, ceil(K/4), 256) panels holding, for each step of 4
-        features, the 4 codes of each of 64 rows together; ``128 * group sums of q`` (int32), scales
-        (float32) and zero points (int32) as (G, 64P)."""
+        features, the 4 codes of each of 64 rows together; ``128 * group sums of q`` (int32, modulo 2**32),
+        scales (float32) and zero points (int32) as (G, 64P), for the W8A8 grouping (``_w8a8_groups``)."""
         pk = self._pk4
         if pk is None:
+            gs8, s8, z8 = self._w8a8_checked()
             n, k = self._q.shape
             npad = -(-n // vnni_x86.PANEL) * vnni_x86.PANEL
             k4 = -(-k // 4)
@@ -271,9 +353,12 @@ class Int8Weight:
             panels = np.ascontiguousarray(
                 qp.reshape(-1, vnni_x86.PANEL, k4, 4).transpose(0, 2, 1, 3)
             ).reshape(-1, k4, 4 * vnni_x86.PANEL)
-            corr = 128 * _group_sums(self._q.astype(np.int32), self._gs, self._s2.shape[1])
-            pk = self._pk4 = (_frozen(panels), self._transposed(corr), self._transposed(self._s2),
-                              self._transposed(self._z2))
+            # 128 * sum can pass 2**31 (-128 * 128 * 132 104): kept modulo 2**32, as the kernel's int32
+            # arithmetic is, whose corrected group sum is exact.
+            sums = _group_sums(self._q.astype(np.int32), gs8, s8.shape[1]).astype(np.int64)
+            corr = (128 * sums).astype(np.int32)
+            pk = self._pk4 = (_frozen(panels), self._transposed(corr), self._transposed(s8),
+                              self._transposed(z8))
         return pk
 
     def _linear(self, x: np.ndarray, out: np.ndarray, *, activations=None) -> None:
@@ -284,6 +369,10 @@ class Int8Weight:
         if k == 0:
             out[...] = 0
             return
+        if activations is not None:
+            # the W8A8 grouping: the format's, or a long single group per row split into chunks whose
+            # int32 sums are exact
+            gs8, s8, z8 = self._w8a8_checked()
         x = np.ascontiguousarray(x)
         g = self._s2.shape[1]
         with _config.kernel_guard():
@@ -304,20 +393,21 @@ class Int8Weight:
                     xsum = np.zeros((B, g), dtype=x.dtype)
                 int8_cpu._qmm_int8_simple(self._q, self._s2, self._z2, self._gs, x, xsum, out)
             else:
-                vnni = _USE_VNNI and _USE_PANELS and (self._group_size is None or self._gs % 4 == 0)
+                g8 = s8.shape[1]
+                vnni = _USE_VNNI and _USE_PANELS and (g8 == 1 or gs8 % 4 == 0)
                 kp = -(-k // 4) * 4 if vnni else k  # vpdpbusd takes 4 features at a time
-                kx = _block(kp, self._gs, g, _KX_U8) if vnni and B > 1 else kp
+                kx = _block(kp, gs8, g8, _KX_U8) if vnni and B > 1 else kp
                 xu = np.empty((-(-kp // kx), B, kx), dtype=np.uint8)
                 sx = np.empty(B, dtype=np.float64)
-                qxsum = np.empty((B, g), dtype=np.int32)
+                qxsum = np.empty((B, g8), dtype=np.int32)
                 quantize_rows = int8_cpu._quantize_rows_u8 if B > 2 else int8_cpu._quantize_rows_u8_serial
-                quantize_rows(x, self._gs, xu, sx, qxsum)
+                quantize_rows(x, gs8, xu, sx, qxsum)
                 if vnni:
                     panels4, corrT, sT, zT = self._panels4()
-                    gs4 = panels4.shape[1] if self._group_size is None else self._gs // 4
+                    gs4 = panels4.shape[1] if g8 == 1 else gs8 // 4
                     int8_cpu._w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, _KC_VNNI // 4, out)
                 else:
-                    int8_cpu._w8a8_simple(self._q, self._s2, self._z2, self._gs, xu, sx, qxsum, out)
+                    int8_cpu._w8a8_simple(self._q, s8, z8, gs8, xu, sx, qxsum, out)
 
 
 def _block(k: int, gs: int, g: int, target: int) -> int:
@@ -376,7 +466,13 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
     computed against the rounded scale in float64, so ``|dequantize - W| <= scale / 2`` elementwise, up to
     float rounding. A scale that falls among float32's subnormals (max |w| below about 1e-36) is rounded up
     rather than to nearest, so that the group's range still fits the codes; a nonzero group never gets
-    scale 0.
+    scale 0. At the other end, a group reaching within 1 % of float32's maximum (3.4e38) gets the scale
+    that puts its largest magnitude exactly on a code (``max|w| / 127`` symmetric; asymmetric, that
+    magnitude over the whole steps it spans), rounded down, so that no code dequantizes past float32's
+    range to inf.
+
+    For the range of activations and weights the int8 kernels of :func:`linear` handle exactly, see
+    the Notes of :class:`Int8Weight`.
 
     Examples
     --------
@@ -389,12 +485,12 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
     array([[-128, -128]], dtype=int8)
     """
     W = as_weight_matrix(W, "W")
-    group_size = as_positive_int(group_size, "group_size", allow_none=True)
+    group_size = _as_group_size(group_size)
     if not isinstance(symmetric, (bool, np.bool_)):
         raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
     n, k = W.shape
     g = _ngroups(k, group_size)
-    gs = max(k, 1) if group_size is None else group_size
+    gs = max(k, 1) if group_size is None else min(group_size, max(k, 1))
     q = np.empty((n, k), dtype=np.int8)
     scales = np.empty((n, g), dtype=np.float32)
     zps = None if symmetric else np.empty((n, g), dtype=np.int8)
@@ -405,11 +501,23 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
         blk[:, :k] = W[r0:r1]
         blk = blk.reshape(r1 - r0, g, gs)
         if symmetric:
-            span = np.abs(blk).max(axis=2, initial=0.0) / 127.0
+            edge = np.abs(blk).max(axis=2, initial=0.0)
+            span = edge / 127.0
         else:
             lo = blk.min(axis=2, initial=0.0)
-            span = (blk.max(axis=2, initial=0.0) - lo) / 255.0
+            hi = blk.max(axis=2, initial=0.0)
+            edge = np.maximum(-lo, hi)
+            span = (hi - lo) / 255.0
+        # Within a step of float32's maximum (only such groups: |w| > 0.99 * max), the code nearest the
+        # group's edge can dequantize past it, to inf. Choose the step that puts the edge exactly on the
+        # n-th code (n = 127 symmetric; asymmetric the whole steps the edge holds, so the range still
+        # fits 255 steps), to be rounded down below.
+        big = edge > 0.99 * _F32_MAX
+        if big.any():
+            span[big] = edge[big] / np.floor(edge[big] / span[big] + 1e-9)
         s32 = span.astype(np.float32)  # finite: |W| <= float32 max
+        s32[big] = np.where(s32[big].astype(np.float64) > span[big],
+                            np.nextafter(s32[big], np.float32(0)), s32[big])
         # A subnormal scale keeps only a few significant bits: rounded down, the group's range no longer
         # fits the codes and the clipped ones miss the scale / 2 bound by many steps. Round those up
         # (which also keeps a span below the smallest subnormal from becoming scale 0). Normal scales

@@ -46,7 +46,7 @@ def expand_groups(a: np.ndarray, group_size, k: int) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     if group_size is None:
         return np.repeat(a.reshape(-1, 1), k, axis=1)
-    return np.repeat(a, group_size, axis=1)[:, :k]
+    return np.repeat(a, min(group_size, max(k, 1)), axis=1)[:, :k]  # a group longer than the row is the row
 
 
 def ref_dequantize(qweight, scales, zero_points=None, group_size=None) -> np.ndarray:
@@ -58,9 +58,15 @@ def ref_dequantize(qweight, scales, zero_points=None, group_size=None) -> np.nda
     return (q - z) * s
 
 
-def _scale32(span: float) -> np.float32:
+def _scale32(span: float, edge: float) -> np.float32:
     """A group's float32 scale: ``span`` rounded to nearest, except that a scale among float32's
-    subnormals is rounded up when rounding went down (so the group's range still fits the codes)."""
+    subnormals is rounded up when rounding went down (so the group's range still fits the codes), and a
+    group whose largest magnitude ``edge`` is within 1 % of float32's maximum takes
+    ``edge / floor(edge / span)``, rounded down (so that no code dequantizes past float32's range)."""
+    if edge > 0.99 * float(np.finfo(np.float32).max):
+        span = edge / np.floor(edge / span + 1e-9)
+        s = np.float32(span)
+        return np.nextafter(s, np.float32(0)) if np.float64(s) > span else s
     s = np.float32(span)
     if s < np.finfo(np.float32).tiny and np.float64(s) < span:
         s = np.nextafter(s, np.float32(np.inf))
@@ -82,13 +88,13 @@ def ref_quantize(W, group_size=None, symmetric=True):
             if blk.size == 0:
                 continue
             if symmetric:
-                s = _scale32(np.abs(blk).max() / 127.0)
+                s = _scale32(np.abs(blk).max() / 127.0, np.abs(blk).max())
                 scales[i, j] = s
                 if s > 0:
                     q[i, j * g:(j + 1) * g] = np.clip(np.rint(blk / np.float64(s)), -127, 127)
             else:
                 lo, hi = min(blk.min(), 0.0), max(blk.max(), 0.0)
-                s = _scale32((hi - lo) / 255.0)
+                s = _scale32((hi - lo) / 255.0, max(-lo, hi))
                 scales[i, j] = s
                 if s > 0:
                     z = int(np.clip(np.rint(-128 - lo / np.float64(s)), -128, 127))
@@ -107,9 +113,11 @@ def ref_quantize_rows_uint8(x):
     x = np.asarray(x, dtype=np.float64)
     amax = np.abs(x).max(axis=1)
     s = amax / 127.0
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         inv = np.where(s > 0, 1.0 / s, 0.0)
-        q = np.where(s[:, None] > 0, np.clip(np.rint(x * inv[:, None]), -127, 127), 0).astype(np.int64)
+        # a scale below 1 / float64 max (float64 rows with max|x| < 7.1e-307): 1 / s is inf, divide instead
+        scaled = np.where(np.isinf(inv)[:, None], x / np.where(s > 0, s, 1.0)[:, None], x * inv[:, None])
+        q = np.where(s[:, None] > 0, np.clip(np.rint(scaled), -127, 127), 0).astype(np.int64)
     return q, s
 
 

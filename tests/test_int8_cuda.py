@@ -141,3 +141,101 @@ def test_int8_multi_block(rng, parity, n, k, b, group_size, activations):
     na.linear(x, qw, out=out, device="cuda", activations=activations)
     want = ref_linear(x, qw) if activations is None else ref_linear_w8a8(x, qw)
     parity(out, want, rtol=1e-5 if activations is None else 1e-4)
+
+
+# ------------------------------------------------------------------------------------------------------
+# range limits (their CPU twins and the limits at full size are in tests/test_limits.py)
+def test_w8a8_long_rows_split_into_chunks(rng, parity, monkeypatch):
+    """A row longer than W8A8's exact int32 limit is stored as equal chunks (same codes, the row's scale and
+    zero point in each); the limit is lowered to 10 features so that the simulator can run it."""
+    import numaccel.quant as quant
+
+    monkeypatch.setattr(quant, "_W8A8_SUM_MAX", 127 * 255 * 10 + 3)
+    n, k = 5, 30
+    qw = na.quantize(rng.standard_normal((n, k)), symmetric=False)
+    dw = qw.to_device()
+    assert dw.gs == 8 and dw.scales.shape == (n, 4) and dw.zero_points.shape == (n, 4)
+    np.testing.assert_array_equal(dw.scales.copy_to_host(), np.repeat(qw.scales[:, None], 4, axis=1))
+    for b in (1, 3):
+        x = rng.standard_normal((b, k)).astype(np.float32)
+        out = nan_filled((b, n))
+        na.linear(x, qw, out=out, device="cuda", activations="int8")
+        parity(out, ref_linear_w8a8(x, qw), rtol=1e-4)
+        out = nan_filled((b, n))
+        na.linear(x, qw, out=out, device="cuda")
+        parity(out, ref_linear(x, qw))
+
+
+def test_w8a8_refuses_several_long_groups(rng):
+    limit = 66_311
+    k = 2 * (limit + 1)
+    q = rng.integers(-128, 128, size=(2, k)).astype(np.int8)
+    qw = na.Int8Weight(q, np.ones((2, 2), np.float32), np.ones((2, 2), np.int8), group_size=limit + 1)
+    with pytest.raises(ValueError, match=f"exact for groups of up to {limit} features with zero points"):
+        na.linear(np.ones((1, k), np.float32), qw, device="cuda", activations="int8")
+
+
+def test_w8a8_nonfinite_activations_propagate(rng, parity):
+    """A row holding NaN or inf gives NaN outputs (as on the CPU); the other rows are unaffected."""
+    qw = na.quantize(rng.standard_normal((3, 8)), symmetric=False)
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    x[1, 2] = np.nan
+    x[2, 3] = -np.inf
+    y = na.linear(x, qw, device="cuda", activations="int8")
+    parity(y[0], ref_linear_w8a8(x[:1], qw)[0], rtol=1e-4)
+    assert np.isnan(y[1:]).all()
+    assert np.isnan(na.linear(x[2], qw, device="cuda", activations="int8")).all()
+
+
+def test_dp4a_stand_in_wraps_like_the_instruction():
+    """``dp4a.s32`` keeps a 32-bit sum: past int32 it wraps, and so does the simulator's stand-in."""
+    from numaccel._kernels.int8_cuda import _dp4a_numpy
+
+    lo = np.full(4, -128, np.int8).view(np.int32)[0]
+    hi = np.full(4, 127, np.int8).view(np.int32)[0]
+    # four -128 * -128 products: 65536; four -128 * 127 products: -65024
+    assert int(_dp4a_numpy(lo, lo, 2**31 - 1 - 65536)) == 2**31 - 1
+    assert int(_dp4a_numpy(lo, lo, 2**31 - 65536)) == -(2**31)
+    assert int(_dp4a_numpy(lo, hi, -(2**31) + 65024)) == -(2**31)
+    assert int(_dp4a_numpy(lo, hi, -(2**31) + 65023)) == 2**31 - 1
+
+
+def _codes_weight(k: int, scale: float, zero_points: bool):
+    q = np.full((2, k), 127, np.int8)
+    zps = np.full(2, -128, np.int8) if zero_points else None
+    return na.Int8Weight(q, np.full(2, scale, np.float32), zps)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_weight_only_activation_bound(parity):
+    """The GEMV scales the products of every 4 features: finite and right while ``4 * |q - z| * |x|`` stays
+    below float32's maximum, inf past it where the float product is finite; the GEMM dequantizes every
+    code first, so it has no such bound."""
+    f32_max = float(np.finfo(np.float32).max)
+    k = 8
+    qw = _codes_weight(k, 1.0 / 255, True)
+    edge = f32_max / (4 * 255)
+    inside = np.full((1, k), edge * 0.999, np.float32)
+    parity(na.linear(inside, qw, device="cuda"), ref_linear(inside, qw), rtol=1e-5)
+    outside = np.full((2, k), edge * 1.001, np.float32)
+    ref = ref_linear(outside, qw)
+    assert np.isfinite(ref).all()
+    with np.errstate(over="ignore", invalid="ignore"):
+        assert not np.isfinite(na.linear(outside[0], qw, device="cuda")).any()
+    parity(na.linear(outside, qw, device="cuda"), ref, rtol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")
+def test_w8a8_weight_bound(parity):
+    """W8A8 scales each group's integer sum by the weight scale before the activation scale: finite and
+    right while ``scale * 127 * 127 * K`` stays below float32's maximum, inf past it."""
+    f32_max = float(np.finfo(np.float32).max)
+    k = 8
+    x = np.ones((2, k), np.float32)
+    edge = f32_max / (127 * 127 * k)
+    inside = _codes_weight(k, edge * 0.999, False)
+    parity(na.linear(x, inside, device="cuda", activations="int8"), ref_linear_w8a8(x, inside), rtol=1e-4)
+    outside = _codes_weight(k, edge * 1.001, False)
+    assert np.isfinite(ref_linear_w8a8(x, outside)).all()
+    with np.errstate(over="ignore"):
+        assert np.isinf(na.linear(x, outside, device="cuda", activations="int8")).all()

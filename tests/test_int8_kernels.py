@@ -143,6 +143,7 @@ def test_env_var_forces_portable_path():
     assert res.stdout.strip() == "False"
 
 
+@pytest.mark.torch
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::UserWarning")
 def test_w8a8_error_not_above_torch_dynamic(rng):
     """Per-row activation scales and per-channel weight scales: no less accurate than torch's dynamic

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from reference import ref_dequantize, ref_quantize
+from reference import ref_dequantize, ref_linear, ref_linear_w8a8, ref_quantize
 
 import numaccel as na
 
@@ -98,6 +98,51 @@ def test_quantize_error_bound_property(W, group_size, symmetric):
     assert _bound_ok(qw, W)
     if not symmetric:
         assert qw.zero_points.dtype == np.int8
+
+
+F32_MAX = float(np.finfo(np.float32).max)
+
+
+@pytest.mark.parametrize("symmetric", [True, False], ids=["sym", "asym"])
+def test_groups_at_float32_max_stay_finite(symmetric):
+    """A group reaching float32's maximum: its edge code must not dequantize past it to inf (scale rounded
+    to nearest gave 127 * scale > max). Edges from 0.98 to 1.0 of the maximum, alone, against 0, against
+    an opposite edge of every size, one group per row; groups below 0.99 of the maximum are quantized as
+    the oracle says, unchanged."""
+    edges = np.linspace(0.98, 1.0, 41) * F32_MAX
+    partners = [0.0, 1.0, -1.0, -0.999, -0.995, -0.9, -0.5, 0.5, 0.999]
+    rows = [[e, p * e] for e in edges for p in partners] + [[-e, -p * e] for e in edges for p in partners]
+    W = np.array(rows, dtype=np.float32)
+    W[-1] = F32_MAX  # exactly the maximum, both entries
+    W[-2] = [F32_MAX, -F32_MAX]
+    for group_size in (None, 1):
+        qw = na.quantize(W, group_size=group_size, symmetric=symmetric)
+        with np.errstate(over="raise"):
+            deq = qw.dequantize()
+        assert np.isfinite(deq).all()
+        assert _bound_ok(qw, W)
+        q, s, z = ref_quantize(W, group_size, symmetric)  # the oracle follows the near-maximum rule too
+        np.testing.assert_array_equal(qw.qweight, q)
+        np.testing.assert_array_equal(qw.scales, s)
+        if not symmetric:
+            np.testing.assert_array_equal(qw.zero_points, z)
+
+
+@given(
+    hnp.arrays(
+        np.float32,
+        hnp.array_shapes(min_dims=2, max_dims=2, max_side=12),
+        elements=st.floats(-F32_MAX, F32_MAX, width=32)
+        | st.sampled_from([0.0, F32_MAX, -F32_MAX, 0.995 * F32_MAX, -0.9951 * F32_MAX]),
+    ),
+    st.sampled_from([None, 1, 2, 3]),
+    st.booleans(),
+)
+def test_quantize_error_bound_near_float32_max(W, group_size, symmetric):
+    qw = na.quantize(W, group_size=group_size, symmetric=symmetric)
+    with np.errstate(over="raise"):
+        assert np.isfinite(qw.dequantize()).all()
+    assert _bound_ok(qw, W)
 
 
 def test_quantize_rejects_nonfinite_and_bad_args():
@@ -210,3 +255,16 @@ def test_pickle_carries_public_arrays_only(rng, group_size, symmetric):
     np.testing.assert_array_equal(w2.scales, w.scales)
     assert not w2.qweight.flags.writeable
     np.testing.assert_array_equal(na.linear(x, w2), y)
+
+
+def test_group_size_longer_than_the_row_is_one_group_and_huge_ones_are_refused(rng, parity):
+    W = rng.standard_normal((3, 5)).astype(np.float32)
+    x = rng.standard_normal((2, 5)).astype(np.float32)
+    for make in (lambda g: na.quantize(W, group_size=g),
+                 lambda g: na.Int8Weight(na.quantize(W).qweight, na.quantize(W).scales[:, None], group_size=g)):
+        w = make(2**61)
+        assert w.group_size == 2**61 and w.scales.shape == (3, 1)
+        parity(na.linear(x, w), ref_linear(x, w))
+        parity(na.linear(x, w, activations="int8"), ref_linear_w8a8(x, w), rtol=1e-5)
+        with pytest.raises(ValueError, match=r"group_size must be below 2\*\*62"):
+            make(2**62)

@@ -28,7 +28,9 @@ _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
 def _qmm_int8_simple(q, scales, zps, gs, x, xsum, out):
     """``out[b, n] = sum_g scales[n, g] * (x[b, g] . q[n, g] - zps[n, g] * xsum[b, g])``.
 
-    ``xsum`` (B, G) holds the sums of ``x`` over each group (used only for the zero points).
+    ``xsum`` (B, G) holds the sums of ``x`` over each group (used only for the zero points). The dot
+    products are accumulated unscaled in x's dtype: finite while ``sum |x| * 128`` (and ``|z * xsum|``)
+    over a group is.
     """
     N, K = q.shape
     B = x.shape[0]
@@ -55,7 +57,11 @@ def _qmm_int8_simple(q, scales, zps, gs, x, xsum, out):
 def _w8a8_simple(q, scales, zps, gs, xu, sx, qxsum, out):
     """Portable W8A8 with ``qx = xu[0] - 128`` (``xu`` (1, B, K) from ``_quantize_rows_u8``), dot products
     exact in int32:
-    ``out[b, n] = sx[b] * sum_g scales[n, g] * (qx[b, g] . q[n, g] - zps[n, g] * qxsum[b, g])``."""
+    ``out[b, n] = sx[b] * sum_g scales[n, g] * (qx[b, g] . q[n, g] - zps[n, g] * qxsum[b, g])``.
+
+    The int32 sums wrap; a group's corrected sum is exact when its true value fits in int32, i.e.
+    127 * max|q - z| * gs < 2**31 (the caller chooses ``gs`` so). Scaled in float32: finite while
+    ``scales * |sum|`` is."""
     N, K = q.shape
     B = xu.shape[1]
     G = scales.shape[1]
@@ -101,11 +107,15 @@ def _abs_max(xb):
 def _quantize_rows_u8_body(x, gs, xu, sx, qxsum):
     """Symmetric per-row activation quantization for W8A8, written in blocks of the reduction axis.
 
-    ``sx[b] = max|x[b]| / 127`` and codes ``qx = rint(x[b] * (1 / sx[b]))`` (in [-127, 127]) in float64
-    (zeros for an all-zero row), stored offset as ``xu[kb, b, :] = qx[kb * KX:(kb + 1) * KX] + 128`` (uint8,
-    for ``vpdpbusd``; ``xu`` (NKB, B, KX), the tail past K filled with 128, i.e. code 0). ``qxsum[b, g]`` is
-    the sum of the codes of group ``g`` (``gs`` features; a group never straddles two blocks unless G = 1).
-    A row holding NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN.
+    ``x`` float32 or float64 (B, K) C-contiguous; ``sx[b] = max|x[b]| / 127`` (float64) and codes
+    ``qx = rint(x[b] * (1 / sx[b]))`` (in [-127, 127]) in float64 (zeros for an all-zero row), stored
+    offset as ``xu[kb, b, :] = qx[kb * KX:(kb + 1) * KX] + 128`` (uint8, for ``vpdpbusd``; ``xu``
+    (NKB, B, KX), the tail past K filled with 128, i.e. code 0). ``qxsum[b, g]`` (int32) is the sum of the
+    codes of group ``g`` (``gs`` features; a group never straddles two blocks unless G = 1); exact while
+    127 * K (G = 1) or 127 * gs stays below 2**31, which the caller's grouping guarantees.
+    A row holding NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN. Float64 rows whose
+    ``1 / sx`` overflows (max|x| < 7.1e-307) are coded as ``clip(rint(x / sx), -127, 127)``; rows whose
+    ``sx`` underflows to 0 (max|x| below about 3e-322) are coded as all-zero rows.
     """
     B, K = x.shape
     NKB, _, KX = xu.shape
@@ -115,15 +125,22 @@ def _quantize_rows_u8_body(x, gs, xu, sx, qxsum):
         amax = _abs_max(xb)
         finite = amax < np.inf
         s = amax / 127.0
+        inv = 1.0 / s if s > 0 else 0.0
         for kb in range(NKB):
             k0 = kb * KX
             src = xb[k0:min(k0 + KX, K)]
             dst = xu[kb, b]
-            if finite and s > 0:
-                inv = 1.0 / s
+            if finite and s > 0 and inv < np.inf:
                 for k in range(src.size):
                     # |x| <= amax, so |x * inv| <= 127 (1 + 3 eps) rounds into [-127, 127]: no clip needed
                     dst[k] = np.uint8(np.int32(np.rint(np.float64(src[k]) * inv)) + 128)
+                dst[src.size:] = 128
+            elif finite and s > 0:
+                # s below 1 / (float64 max), i.e. float64 rows with max|x| < 7.1e-307: 1 / s is inf and
+                # s has lost bits, so divide and clip
+                for k in range(src.size):
+                    c = min(max(np.rint(np.float64(src[k]) / s), -127.0), 127.0)
+                    dst[k] = np.uint8(np.int32(c) + 128)
                 dst[src.size:] = 128
             else:
                 dst[:] = 128
@@ -235,7 +252,8 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, out):
     N); ``sT``/``zT`` float32 (G, 64P): scales and zero points per group (transposed); ``gs`` the group
     length; ``xp`` the activations in blocks (NKB, B, KX) (see ``_pack_blocks``; a block holds whole groups
     when G > 1); ``xsum`` float32 (B, G) the sums of x over each group (for the zero points); ``kc`` the
-    weight block. Per group: ``s * (x . q - z * xsum)``, summed over the groups in float32.
+    weight block. Per group: ``s * (x . q - z * xsum)``, summed over the groups in float32; the unscaled
+    ``x . q`` is finite while ``sum |x| * 128`` over a group is.
     """
     P, K, _ = panels.shape
     NKB, B, KX = xp.shape
@@ -289,8 +307,10 @@ def _w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, kc4, out):
     ``corrT`` int32 (G, 64P) = ``128 * sum of q over the group``; ``sT`` float32 and ``zT`` int32 (G, 64P);
     ``gs4`` the group length in steps of 4 features (a block of ``xu`` holds whole groups when G > 1);
     ``xu`` uint8 (NKB, B, KX), ``sx`` (B,), ``qxsum`` int32 (B, G) from ``_quantize_rows_u8``. Per group:
-    ``sum_k qx (q - z) = acc - corr - z * qxsum`` (exact, int32 wrap-around included), times ``s``, summed
-    in float32, times ``sx`` at the end.
+    ``sum_k qx (q - z) = acc - corr - z * qxsum`` (exact, int32 wrap-around included, when that true sum
+    fits in int32: 127 * max|q - z| * group length < 2**31, which the caller's grouping guarantees; ``acc``
+    itself, up to 255 * 128 per product, and ``corr`` may wrap), times ``s``, summed in float32, times
+    ``sx`` at the end.
     """
     P, K4, _ = panels4.shape
     NKB, B, KX = xu.shape

@@ -67,7 +67,8 @@ def _sbyte(w, t):
 
 
 def _dp4a_numpy(a, b, c):
-    """Stand-in for PTX ``dp4a.s32.s32`` on Python/NumPy integers: ``c + sum_t sbyte(a, t) * sbyte(b, t)``."""
+    """Stand-in for PTX ``dp4a.s32.s32`` on Python/NumPy integers: ``c + sum_t sbyte(a, t) * sbyte(b, t)``,
+    wrapped to int32 as the instruction's 32-bit sum is."""
     a = int(a)
     b = int(b)
     total = int(c)
@@ -75,7 +76,7 @@ def _dp4a_numpy(a, b, c):
         u = (a >> shift) & 0xFF
         v = (b >> shift) & 0xFF
         total += (u - ((u & 0x80) << 1)) * (v - ((v & 0x80) << 1))
-    return np.int32(total)
+    return np.int32(((total + 2**31) & 0xFFFFFFFF) - 2**31)
 
 
 def _make_dp4a_ptx():
@@ -126,7 +127,9 @@ def _gemv_int8_cuda(qwords, scales, zps, kmap, gw, x, bias, has_bias, out):
 
     Each lane reads whole 4-byte words of its row, GEMV_UNROLL of them before using any (a warp reads 128
     consecutive bytes per load); the block stages ``x`` in shared memory in the group-padded layout (zeros on
-    padding), so padding needs no test. Launch: 1-D blocks of GEMV_THREADS, ``ceil(N / GEMV_WARPS)`` blocks.
+    padding), so padding needs no test. Each word's four products are scaled before they are summed, so
+    the float32 sums stay finite while ``4 * 255 * max|x|`` and the result are. Launch: 1-D blocks of
+    GEMV_THREADS, ``ceil(N / GEMV_WARPS)`` blocks.
     """
     sh_x = cuda.shared.array(GEMV_CHUNK, float32)
     partial = cuda.shared.array(GEMV_THREADS, float32)
@@ -243,10 +246,12 @@ def _gemm_int8_cuda(qwords, scales, zps, kmap, gw, x, bias, has_bias, out):
 
 @cuda.jit(cache=True)
 def _quantize_rows_cuda(x, kmap, gs, qx, sx, qsum):
-    """Symmetric per-row quantization of activations for W8A8, as ``int8_cpu._quantize_rows_int8``:
+    """Symmetric per-row quantization of activations for W8A8, as ``int8_cpu._quantize_rows_u8``:
     ``sx[b] = max|x[b]| / 127`` (float64), codes ``clip(rint(x / sx[b]), -127, 127)`` (zeros for an
     all-zero row) packed into ``qx`` int32 (B, G * gw) in the group-padded layout, and ``qsum`` int32
-    (B, G) the sum of the codes of each group (for zero points). Launch: B blocks of QUANT_THREADS.
+    (B, G) the sum of the codes of each group (for zero points; exact as 127 * gs < 2**31). A row holding
+    NaN or inf gets ``sx[b] = nan`` and zero codes, so its outputs are NaN. Launch: B blocks of
+    QUANT_THREADS.
     """
     red = cuda.shared.array(QUANT_THREADS, float32)
     tid = cuda.threadIdx.x
@@ -254,20 +259,26 @@ def _quantize_rows_cuda(x, kmap, gs, qx, sx, qsum):
     k_total = x.shape[1]
     nwords = qx.shape[1]
     ngroups = qsum.shape[1]
+    # max |x| with NaN kept (a NaN compares false, so test it explicitly): inf or NaN marks the row
     amax = float32(0.0)
     for k in range(tid, k_total, QUANT_THREADS):
-        amax = max(amax, abs(x[b, k]))
+        v = abs(x[b, k])
+        if v > amax or v != v:
+            amax = v
     red[tid] = amax
     cuda.syncthreads()
     step = QUANT_THREADS // 2
     while step > 0:
         if tid < step:
-            red[tid] = max(red[tid], red[tid + step])
+            v = red[tid + step]
+            if v > red[tid] or v != v:
+                red[tid] = v
         cuda.syncthreads()
         step //= 2
-    s = float64(red[0]) / 127.0
+    finite = red[0] < np.inf
+    s = float64(red[0]) / 127.0 if finite else 0.0
     if tid == 0:
-        sx[b] = s
+        sx[b] = s if finite else np.nan
     for w in range(tid, nwords, QUANT_THREADS):
         word = 0
         for t in range(4):
@@ -295,8 +306,12 @@ def _w8a8_int8_cuda(qwords, scales, zps, gw, qx, sx, qsum, bias, has_bias, out):
     (+ ``bias[n]``); ``qx`` int32 (B, G * gw) packed codes from ``_quantize_rows_cuda``.
 
     The integer products run through ``dp4a`` (four int8 products per instruction) into int32 register
-    tiles, one group at a time; each group's sum is scaled into float accumulators. Launch: blocks of
-    (GEMM_SIDE, GEMM_SIDE), grid ``(ceil(N / GEMM_TILE), ceil(B / GEMM_TILE))``.
+    tiles, one group at a time; each group's sum is scaled into float accumulators. The int32 sums of
+    ``qx * q`` (at most 127 * 128 * gs) and ``qx * (q - z)`` (127 * 255 * gs) are exact for the groups the
+    caller lays out (``numaccel._cuda.DeviceInt8Weight`` splits a long row into chunks of at most 66 311
+    features with zero points, 132 104 without); the scaled sum ``corr * scale`` is float32, finite while
+    ``max|W| * 127 * gs`` is. Launch: blocks of (GEMM_SIDE, GEMM_SIDE), grid
+    ``(ceil(N / GEMM_TILE), ceil(B / GEMM_TILE))``.
     """
     sh_a = cuda.shared.array((GEMM_TILE, W8A8_KW_PAD), int32)
     sh_w = cuda.shared.array((GEMM_TILE, W8A8_KW_PAD), int32)
