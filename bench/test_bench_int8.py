@@ -1,5 +1,6 @@
 """Int8 linear layers: numaccel weight-only and W8A8 against NumPy fp32, NumPy dequantize-then-matmul and
-torch dynamic quantization (fbgemm), in the same parametrisation and process.
+torch dynamic quantization (fbgemm, and onednn, which runs on AMX where the CPU has it), in the same
+parametrisation and process.
 
 Run (about 6 minutes on 2 cores; quick tuning subset with NUMACCEL_BENCH_QUICK=1)::
 
@@ -40,7 +41,8 @@ try:
 except ImportError:  # torch is optional
     torch = None
 
-IMPLS = ["numaccel", "numaccel-w8a8", "numpy", "numpy-dequant", "torch-dynamic-int8"]
+IMPLS = ["numaccel", "numaccel-w8a8", "numpy", "numpy-dequant", "torch-dynamic-int8", "torch-onednn-int8"]
+_ENGINES = {"torch-dynamic-int8": "fbgemm", "torch-onednn-int8": "onednn"}  # onednn uses AMX where present
 
 
 def _cases():
@@ -67,12 +69,13 @@ def _weights(n, k, g, weights):
         rng = np.random.default_rng(0)
         ncopy = 1 if weights == "hot" else max(2, -(-2 * L3_BYTES // (n * k)))
         W = [rng.standard_normal((n, k), dtype=np.float32) * np.float32(0.02) for _ in range(ncopy)]
-        _CACHE[key] = {"W": W, "q": [na.quantize(w, group_size=g) for w in W], "torch": None}
+        _CACHE[key] = {"W": W, "q": [na.quantize(w, group_size=g) for w in W], "torch": {}}
     return _CACHE[key]
 
 
-def _torch_models(ws):
-    if ws["torch"] is None:
+def _torch_models(ws, engine: str):
+    torch.backends.quantized.engine = engine
+    if engine not in ws["torch"]:
         models = []
         for w in ws["W"]:
             lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
@@ -80,8 +83,8 @@ def _torch_models(ws):
                 lin.weight.copy_(torch.from_numpy(w))
             seq = torch.nn.Sequential(lin)
             models.append(torch.ao.quantization.quantize_dynamic(seq, {torch.nn.Linear}, dtype=torch.qint8))
-        ws["torch"] = models
-    return ws["torch"]
+        ws["torch"][engine] = models
+    return ws["torch"][engine]
 
 
 def _rel_err(y, ref) -> float:
@@ -90,8 +93,10 @@ def _rel_err(y, ref) -> float:
 
 @pytest.mark.parametrize(("n", "k", "group_size", "batch", "weights", "impl"), list(_cases()))
 def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
-    if impl == "torch-dynamic-int8" and torch is None:
+    if impl.startswith("torch") and torch is None:
         pytest.skip("torch is not installed")
+    if impl.startswith("torch") and _ENGINES[impl] not in torch.backends.quantized.supported_engines:
+        pytest.skip(f"this torch has no {_ENGINES[impl]} engine")
     ws = _weights(n, k, group_size, weights)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, k), dtype=np.float32)
@@ -117,7 +122,7 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
         def fn():
             return x @ pick(ws["q"]).dequantize().T
     else:
-        models = _torch_models(ws)
+        models = _torch_models(ws, _ENGINES[impl])
         xt = torch.from_numpy(np.ascontiguousarray(x.reshape(-1, k)))
 
         def fn():
@@ -126,7 +131,7 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
 
     for _ in range(len(ws["W"]) + 1):  # untimed warm-up: compiles, packs every copy, starts threads
         y = fn()
-    if impl in ("numaccel-w8a8", "torch-dynamic-int8"):
+    if impl == "numaccel-w8a8" or impl.startswith("torch"):
         ref = x.reshape(-1, k).astype(np.float64) @ last(ws["W"]).T.astype(np.float64)
         y = y.numpy() if torch is not None and isinstance(y, torch.Tensor) else y
         info["rel_err"] = _rel_err(np.reshape(y, ref.shape), ref)

@@ -114,3 +114,15 @@ def kernel_guard():
             yield
     else:
         yield
+
+# W8A8 on Intel AMX where the host has it (numaccel._amx checks the CPU, the compile target and the
+# kernel's permission): used from this many activation rows up; smaller batches keep AVX-512 VNNI. Tests
+# flip INT8_USE_AMX to cover both paths on one machine.
+INT8_USE_AMX = True
+AMX_MIN_BATCH = 16
+# The AMX kernel's blocking: steps of 64 features per block of the reduction and groups of 32 activation
+# rows that pass through a block together (their int32 accumulators, 4 KiB a group, parked between
+# blocks). Whole 4096-feature rows in one block, one group at a time, measured as fast as any smaller
+# blocking (docs/performance.md).
+AMX_K_BLOCK = 64
+AMX_ROW_GROUPS = 1

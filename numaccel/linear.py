@@ -59,7 +59,9 @@ def linear(x, weight, bias=None, *, out=None, device: str = "cpu", activations=N
         C-contiguous, shape (N,) or (B, N), dtype of ``x``; every element is overwritten.
     device : {"cpu", "cuda"}, keyword-only
     activations : {None, "int8"}, keyword-only
-        ``"int8"`` quantizes each row of ``x`` on the fly (W8A8) for an :class:`Int8Weight`.
+        ``"int8"`` quantizes each row of ``x`` on the fly (W8A8) for an :class:`Int8Weight`: exact int32 sums
+        of int8 products on AVX-512 VNNI, or on AMX tiles where the CPU has them and the batch is large
+        enough (see :class:`Int8Weight`).
     client : dask.distributed.Client, optional, keyword-only
         Run a sharded weight's shards on this cluster's workers.
 

@@ -10,7 +10,7 @@ import os
 import numba
 import numpy as np
 
-from . import _config
+from . import _amx, _config
 from ._kernels import int8_cpu, vnni_x86
 from ._validate import as_positive_int, as_weight_matrix, check_finite
 
@@ -124,7 +124,11 @@ class Int8Weight:
     in that layout, the first W8A8 call (``linear(..., activations="int8")``) another one with 4 features of
     each row together (for AVX-512 VNNI ``vpdpbusd``); each costs ``N * K`` bytes, is made once and is not
     counted in ``nbytes``. W8A8 uses VNNI when the CPU has it (decided at import); set the environment
-    variable ``NUMACCEL_NO_VNNI=1`` before importing numaccel to force the portable kernel.
+    variable ``NUMACCEL_NO_VNNI=1`` before importing numaccel to force the portable kernel. On Intel CPUs
+    with AMX (``amx_int8``), W8A8 calls of at least ``numaccel._config.AMX_MIN_BATCH`` rows run on AMX tiles
+    instead, for per-channel scales and for groups of a multiple of 64 features (the first such call packs
+    a third copy of the codes, in 16 x 64-byte tiles); the process asks Linux for the tile permission on its
+    first such call and stays on VNNI, with one warning, if it is refused (see ``numaccel._amx``).
 
     Numeric range. W8A8 sums each group's integer products exactly in int32, which holds groups of up to
     66 311 features with zero points and 132 104 without; a row with one group (per-channel scales) that
@@ -373,6 +377,9 @@ class Int8Weight:
             # the W8A8 grouping: the format's, or a long single group per row split into chunks whose
             # int32 sums are exact
             gs8, s8, z8 = self._w8a8_checked()
+            if _amx.eligible(self, B):
+                _amx.linear_w8a8(self, x, out)
+                return
         x = np.ascontiguousarray(x)
         g = self._s2.shape[1]
         with _config.kernel_guard():
