@@ -23,7 +23,7 @@ one process per implementation; torch and sparse_dot_mkl are imported only by th
 Every implementation computes ``y = x @ W.T`` with ``W`` (N, K) pruned by magnitude to the given sparsity
 (unstructured, whole tensor). Batch 1 passes ``x`` as a vector (NumPy then runs sgemv). The sparse anchors
 get the activations already transposed where their natural product is ``W @ x.T`` (that copy is not
-timed). "Cold" weights rotate through copies that together exceed twice the L3 cache (32 MiB here), as a
+timed). "Cold" weights rotate through copies that together exceed twice the last-level cache (read from sysfs), as a
 real model's layers do; "hot" reuse one weight. An anchor whose single call exceeds ``CAP_SECONDS`` is
 skipped (the size cap), and so is one whose package is not installed.
 """
@@ -35,6 +35,7 @@ import os
 import sys
 import time
 
+import host
 import numba
 import numpy as np
 import pytest
@@ -45,7 +46,7 @@ import numaccel as na
 QUICK = os.environ.get("NUMACCEL_BENCH_QUICK") == "1"
 SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
 BATCHES = [1, 8, 64, 256]
-L3_BYTES = 32 << 20
+L3_BYTES = host.llc_bytes()  # the host's last-level cache, from sysfs
 TARGET_SECONDS = 0.25 if QUICK else 0.6  # measuring time per benchmark
 CAP_SECONDS = 1.0
 BLAS = "openblas-env-unset" if "OPENBLAS_CORETYPE" not in os.environ else "openblas-env-set"
@@ -159,8 +160,8 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
     if batch == 1:
         x = x[0]
     xt = np.ascontiguousarray(x.T) if batch > 1 else x  # (K, B) for the W @ x.T anchors
-    info = dict(family="csr", impl=impl, N=n, K=k, batch=batch, dtype="float32", sparsity=sparsity,
-                group_size=None, weights=weights, threads=numba.get_num_threads(), device="cpu")
+    info = dict(family="csr", impl=impl, host=host.describe(), N=n, K=k, batch=batch, dtype="float32",
+                sparsity=sparsity, group_size=None, weights=weights, threads=numba.get_num_threads(), device="cpu")
     if impl == "numpy":
         info["blas"] = BLAS
     rotation = Rotation()

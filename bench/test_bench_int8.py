@@ -10,8 +10,8 @@ Run (about 6 minutes on 2 cores; quick tuning subset with NUMACCEL_BENCH_QUICK=1
     python -m pytest bench/test_bench_int8.py -k numpy --benchmark-json=bench/results/int8_blasenv.json -q
     python bench/report.py bench/results/int8.json bench/results/int8_blasenv.json --out bench/results/int8
 
-"Cold" weights rotate through copies that together exceed the L3 cache (32 MiB here), as a real model's
-layers do; "hot" reuse one weight. The W8A8 benchmarks also record the relative error of the result
+"Cold" weights rotate through copies that together exceed twice the last-level cache (read from sysfs), as
+a real model's layers do; "hot" reuse one weight. The W8A8 benchmarks also record the relative error of the result
 against the float64 product with the float weights (``rel_err``), for numaccel and torch on the same data.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import time
 
+import host
 import numba
 import numpy as np
 import pytest
@@ -30,7 +31,7 @@ import numaccel as na
 QUICK = os.environ.get("NUMACCEL_BENCH_QUICK") == "1"
 SHAPES = [(4096, 4096)] if QUICK else [(4096, 4096), (11008, 4096)]
 BATCHES = [1, 8, 64, 256]
-L3_BYTES = 32 << 20
+L3_BYTES = host.llc_bytes()  # the host's last-level cache, from sysfs
 TARGET_SECONDS = 0.3 if QUICK else 0.8  # measuring time per benchmark
 BLAS = "openblas-env-unset" if "OPENBLAS_CORETYPE" not in os.environ else "openblas-env-set"
 
@@ -102,7 +103,7 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
     x = rng.standard_normal((batch, k), dtype=np.float32)
     if batch == 1:
         x = x[0]  # a vector: NumPy then runs sgemv, its fastest B = 1 path
-    info = dict(family="int8", impl=impl, N=n, K=k, batch=batch, dtype="float32", sparsity=None,
+    info = dict(family="int8", impl=impl, host=host.describe(), N=n, K=k, batch=batch, dtype="float32", sparsity=None,
                 group_size=group_size, weights=weights, threads=numba.get_num_threads(), device="cpu")
     if impl.startswith("numpy"):
         info["blas"] = BLAS
