@@ -172,5 +172,4 @@ def linear_w8a8(weight, x: np.ndarray, out: np.ndarray) -> None:
     x = np.ascontiguousarray(x)
     with _config.kernel_guard():
         amx_x86._quantize_rows_i8(x, 64 * p.seg_t, qx, sx, qxsum)
-        amx_x86._w8a8_amx(p.wp, p.kt, p.seg_t, _config.AMX_K_BLOCK, _config.AMX_ROW_GROUPS, p.sT, p.zT, p.has_zp,
-                          qx.reshape(-1), sx, qxsum, out)
+        amx_x86._w8a8_amx(p.wp, p.kt, p.seg_t, p.sT, p.zT, p.has_zp, qx.reshape(-1), sx, qxsum, out)

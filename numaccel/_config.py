@@ -120,9 +120,3 @@ def kernel_guard():
 # flip INT8_USE_AMX to cover both paths on one machine.
 INT8_USE_AMX = True
 AMX_MIN_BATCH = 16
-# The AMX kernel's blocking: steps of 64 features per block of the reduction and groups of 32 activation
-# rows that pass through a block together (their int32 accumulators, 4 KiB a group, parked between
-# blocks). Whole 4096-feature rows in one block, one group at a time, measured as fast as any smaller
-# blocking (docs/performance.md).
-AMX_K_BLOCK = 64
-AMX_ROW_GROUPS = 1

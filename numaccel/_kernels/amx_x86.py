@@ -21,8 +21,9 @@ Layouts (inputs validated and padded by the caller; nothing is checked here):
   every element written; each ``prange`` iteration owns 32 output columns, so a result does not depend on
   the thread count.
 
-Register blocking: tiles 0-3 accumulate a 32 x 32 block of the output (2 A tiles x 2 B tiles), tiles 4-5
-hold 16 activation rows each, tiles 6-7 16 outputs each; a last group of 16 rows uses one A tile.
+Register blocking: tiles 0-3 accumulate a 32 x 32 block of the output (2 A tiles x 2 B tiles) over a whole
+segment, tiles 4-5 hold 16 activation rows each, tiles 6-7 16 outputs each; a last group of 16 rows uses
+one A tile.
 """
 
 from __future__ import annotations
@@ -160,12 +161,6 @@ def _scale_group(acc, sv, zv, qs, has_zp, rows, first, fac, vals):
                     fs[c] += ss[c] * vals[c]
 
 
-_load_c0 = _memory_op("llvm.x86.tileloadd64", 0)
-_load_c1 = _memory_op("llvm.x86.tileloadd64", 1)
-_load_c2 = _memory_op("llvm.x86.tileloadd64", 2)
-_load_c3 = _memory_op("llvm.x86.tileloadd64", 3)
-
-
 @njit(inline="always")
 def _steps_2x2(wp, wb0, wb1, qx, a0, a1, t0, t1):
     for t in range(t0, t1):
@@ -190,13 +185,12 @@ def _steps_1x2(wp, wb0, wb1, qx, a0, t0, t1):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _w8a8_amx(wp, kt, seg_t, kb, rb, sT, zT, has_zp, qx, sx, qxsum, out):
+def _w8a8_amx(wp, kt, seg_t, sT, zT, has_zp, qx, sx, qxsum, out):
     """W8A8 with AMX tiles; layouts in the module docstring, ``kt`` steps of 64 features.
 
-    Per pair of 16-output blocks (one ``prange`` iteration), the activation rows are taken ``32 rb`` at a
-    time and the reduction in blocks of ``kb`` steps: a block's weight tiles (``2 kb`` KiB) stay in L1
-    while the ``rb`` groups of 32 rows pass through them, each group's int32 accumulators parked in a
-    per-iteration buffer (4 KiB a group) between blocks.
+    One ``prange`` iteration per pair of 16-output blocks; for each group of 32 activation rows and each
+    segment, the four accumulator tiles run the whole segment, are stored, scaled into a 32 x 32 float32
+    block, and the block is written out after the last segment.
     """
     B, N = out.shape
     S, Bp = qxsum.shape
@@ -205,64 +199,42 @@ def _w8a8_amx(wp, kt, seg_t, kb, rb, sT, zT, has_zp, qx, sx, qxsum, out):
     for jp in prange(npairs):
         cfg = _tile_config()
         _load_config(cfg)
-        cbuf = np.empty((ngroups, 4, 16, 16), np.int32)
-        cb = cbuf.reshape(-1).view(np.int8)
-        fac = np.empty((ngroups * 32, 32), np.float32)
+        acc = np.empty((4, 16, 16), np.int32)
+        ab = acc.reshape(-1).view(np.int8)
+        fac = np.empty((32, 32), np.float32)
         vals = np.empty(16, np.float32)
         n0 = 32 * jp
+        ncols = min(32, N - n0)
         wb0 = (2 * jp) * kt * TILE_BYTES
         wb1 = (2 * jp + 1) * kt * TILE_BYTES
-        for seg in range(S):
-            t0 = seg * seg_t
-            t1 = min(t0 + seg_t, kt)
-            for g0 in range(0, ngroups, rb):
-                g1 = min(g0 + rb, ngroups)
-                for k0 in range(t0, t1, kb):
-                    k1 = min(k0 + kb, t1)
-                    for gi in range(g0, g1):
-                        b0 = 32 * gi
-                        a0 = (b0 // 16) * kt * TILE_BYTES
-                        c0 = gi * 4 * TILE_BYTES
-                        if b0 + 16 < Bp:
-                            if k0 == t0:
-                                _zero_c0()
-                                _zero_c1()
-                                _zero_c2()
-                                _zero_c3()
-                            else:
-                                _load_c0(cb, c0, 64)
-                                _load_c1(cb, c0 + TILE_BYTES, 64)
-                                _load_c2(cb, c0 + 2 * TILE_BYTES, 64)
-                                _load_c3(cb, c0 + 3 * TILE_BYTES, 64)
-                            _steps_2x2(wp, wb0, wb1, qx, a0, a0 + kt * TILE_BYTES, k0, k1)
-                            _store_c0(cb, c0, 64)
-                            _store_c1(cb, c0 + TILE_BYTES, 64)
-                            _store_c2(cb, c0 + 2 * TILE_BYTES, 64)
-                            _store_c3(cb, c0 + 3 * TILE_BYTES, 64)
-                        else:
-                            if k0 == t0:
-                                _zero_c0()
-                                _zero_c1()
-                            else:
-                                _load_c0(cb, c0, 64)
-                                _load_c1(cb, c0 + TILE_BYTES, 64)
-                            _steps_1x2(wp, wb0, wb1, qx, a0, k0, k1)
-                            _store_c0(cb, c0, 64)
-                            _store_c1(cb, c0 + TILE_BYTES, 64)
-            sv = sT[seg, n0:n0 + 32]
-            zv = zT[seg, n0:n0 + 32]
-            qs = qxsum[seg]
-            for gi in range(ngroups):
-                b0 = 32 * gi
-                rows = 32 if b0 + 16 < Bp else 16
-                _scale_group(cbuf[gi], sv, zv, qs[b0:b0 + rows], has_zp, rows, seg == 0, fac[b0:b0 + rows], vals)
-        ncols = min(32, N - n0)
-        for b in range(B):
-            s = sx[b]
-            o = out[b, n0:n0 + ncols]
-            fb = fac[b]
-            for c in range(ncols):
-                o[c] = fb[c] * s
+        for gi in range(ngroups):
+            b0 = 32 * gi
+            two = b0 + 16 < Bp
+            rows = 32 if two else 16
+            a0 = (b0 // 16) * kt * TILE_BYTES
+            for seg in range(S):
+                t0 = seg * seg_t
+                t1 = min(t0 + seg_t, kt)
+                _zero_c0()
+                _zero_c1()
+                if two:
+                    _zero_c2()
+                    _zero_c3()
+                    _steps_2x2(wp, wb0, wb1, qx, a0, a0 + kt * TILE_BYTES, t0, t1)
+                    _store_c2(ab, 2 * TILE_BYTES, 64)
+                    _store_c3(ab, 3 * TILE_BYTES, 64)
+                else:
+                    _steps_1x2(wp, wb0, wb1, qx, a0, t0, t1)
+                _store_c0(ab, 0, 64)
+                _store_c1(ab, TILE_BYTES, 64)
+                _scale_group(acc, sT[seg, n0:n0 + 32], zT[seg, n0:n0 + 32], qxsum[seg, b0:b0 + rows], has_zp, rows,
+                             seg == 0, fac, vals)
+            for r in range(min(rows, B - b0)):
+                s = sx[b0 + r]
+                o = out[b0 + r, n0:n0 + ncols]
+                f = fac[r]
+                for c in range(ncols):
+                    o[c] = f[c] * s
         _release()
 
 
