@@ -19,14 +19,5 @@ for r in $(seq "$rounds"); do
     done
     echo "round $r done"
 done
-python - "$raw"/amx_*_r*.json <<'PY'
-import json, sys
-for path in sys.argv[1:]:
-    with open(path, encoding="utf-8") as fh:
-        doc = json.load(fh)
-    for bench in doc.get("benchmarks", []):
-        bench["stats"].pop("data", None)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1)
-PY
+python bench/strip_stats.py "$raw"/amx_*_r*.json
 python bench/amx_report.py "$raw" --out "$dir/amx.md"

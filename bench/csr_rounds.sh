@@ -26,16 +26,7 @@ for r in $(seq "$rounds"); do
     echo "round $r done"
 done
 # Keep each benchmark's statistics and drop its per-call times (the files shrink about sixfold).
-python - "$raw"/csr_*_r*.json <<'PY'
-import json, sys
-for path in sys.argv[1:]:
-    with open(path, encoding="utf-8") as fh:
-        doc = json.load(fh)
-    for bench in doc.get("benchmarks", []):
-        bench["stats"].pop("data", None)
-    with open(path, "w", encoding="utf-8") as fh:
-        json.dump(doc, fh, indent=1)
-PY
+python bench/strip_stats.py "$raw"/csr_*_r*.json
 note="Interleaved rounds ($rounds), $(date -u +%Y-%m-%d) UTC, load average $(cut -d' ' -f1-3 /proc/loadavg) at the end; \
 2 threads (Numba $(python -c 'from numaccel import _config; print(_config.threading_layer())'), \
 OpenBLAS 2 threads); one process per implementation and round; each implementation's median over the rounds."

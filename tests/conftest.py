@@ -64,3 +64,12 @@ def assert_parity(out, ref, *, rtol=None, dtype=None, exact=False):
 @pytest.fixture
 def parity():
     return assert_parity
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def dispatch(request, monkeypatch):
+    """Force the CSR kernels' calling-thread path or their parallel kernels whatever the size."""
+    from numaccel import _config
+
+    monkeypatch.setattr(_config, "CSR_SERIAL_WORK", 1 << 62 if request.param == "serial" else -1)
+    return request.param

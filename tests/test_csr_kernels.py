@@ -28,13 +28,6 @@ def path(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["serial", "parallel"])
-def dispatch(request, monkeypatch):
-    """Force the calling-thread path or the parallel kernels whatever the size."""
-    monkeypatch.setattr(_config, "CSR_SERIAL_WORK", 1 << 62 if request.param == "serial" else -1)
-    return request.param
-
-
 def make_weight(rng, n, k, density, *, empty_rows=True):
     W = rng.standard_normal((n, k)).astype(np.float32)
     W[rng.random((n, k)) >= density] = 0

@@ -275,14 +275,8 @@ def csr_path(request, monkeypatch):
     return request.param
 
 
-@pytest.fixture(params=["serial", "parallel"])
-def csr_dispatch(request, monkeypatch):
-    monkeypatch.setattr(_config, "CSR_SERIAL_WORK", 1 << 62 if request.param == "serial" else -1)
-    return request.param
-
-
 @pytest.mark.parametrize("k", [65_536, 65_537], ids=lambda k: f"{k=}")
-def test_csr_column_ids_at_uint16_edge(rng, parity, csr_path, csr_dispatch, k):
+def test_csr_column_ids_at_uint16_edge(rng, parity, csr_path, dispatch, k):
     """K = 65 536 is the widest that stores column ids as uint16 (ids up to 65 535); K = 65 537 stores
     int32. The highest columns, 65 535 and (for 65 537) 65 536, are present and must be read right."""
     cols = [[0, 65_534, 65_535], [], [1, k - 1], [65_535], list(range(k - 9, k))]
