@@ -1,7 +1,9 @@
 """Int8-weight kernels for the CPU: weight-only (fused dequantization) and W8A8.
 
 Inputs are validated by the caller; every kernel writes each element of a C-contiguous ``out`` (B, N) of
-the activations' dtype, and each ``prange`` iteration owns whole output columns (weight rows).
+the activations' dtype, and each ``prange`` iteration owns whole output columns (weight rows): an output's
+reduction order depends only on the weight and the kernel, never on the thread count, so results are
+bitwise the same whatever the number of threads or processes that computed them (on one host).
 
 * Plain kernels (``_qmm_int8_simple``, ``_w8a8_simple``): ``q`` int8 (N, K) C-contiguous codes, ``scales``
   float32 (N, G) and ``zps`` int32 (N, G), one entry per group of ``gs`` consecutive input features (the
