@@ -30,11 +30,17 @@ def as_float_array(x, name: str, *, ndims=(1, 2)) -> np.ndarray:
     return x
 
 
+def is_scipy_sparse(a) -> bool:
+    """Whether ``a`` is a scipy.sparse matrix or array (without importing SciPy: such an object means the
+    module is loaded)."""
+    sp = sys.modules.get("scipy.sparse")
+    return sp is not None and sp.issparse(a)
+
+
 def as_weight_matrix(w, name: str = "W") -> np.ndarray:
     """Return a dense 2-D floating weight (any float dtype) as float32, rejecting NaN/inf and other dtypes."""
     if not isinstance(w, np.ndarray):
-        sp = sys.modules.get("scipy.sparse")  # a scipy.sparse object means the module is loaded
-        if sp is not None and sp.issparse(w):
+        if is_scipy_sparse(w):
             rows, cols, vals, shape = scipy_coordinates(w, name)
             dense = np.zeros(shape, dtype=np.float64 if vals.dtype.itemsize <= 8 else vals.dtype)
             np.add.at(dense, (rows, cols), vals)  # coordinates validated: in range

@@ -6,7 +6,6 @@ Validates, coerces, allocates and dispatches; the arithmetic lives in ``numaccel
 from __future__ import annotations
 
 import numbers
-import sys
 import threading
 
 import numpy as np
@@ -23,6 +22,7 @@ from ._validate import (
     check_device,
     check_out,
     coordinates_to_csr,
+    is_scipy_sparse,
     scipy_coordinates,
 )
 
@@ -460,15 +460,10 @@ def prune(W, sparsity: float, *, granularity: str = "tensor") -> CSRWeight:
     return CSRWeight.from_dense(np.where(mask, W, np.float32(0)))
 
 
-def _is_scipy_sparse(A) -> bool:
-    sp = sys.modules.get("scipy.sparse")  # a scipy.sparse object means the module is loaded
-    return sp is not None and sp.issparse(A)
-
-
 def as_csr(A, name: str = "A") -> CSRWeight:
     if isinstance(A, CSRWeight):
         return A
-    if _is_scipy_sparse(A):
+    if is_scipy_sparse(A):
         return CSRWeight.from_scipy(A)
     raise TypeError(f"{name} must be a CSRWeight or a scipy.sparse matrix, got {type(A).__name__}")
 
