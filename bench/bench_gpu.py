@@ -38,6 +38,9 @@ from numba import cuda
 
 import numaccel as na
 from numaccel import _cuda
+from numaccel._cuda.api import _bias
+from numaccel._cuda.launch import _launch_spmm_csr_cuda
+from numaccel._cuda.runtime import _require_cuda
 
 SHAPES = [(4096, 4096), (11008, 4096)]
 BATCHES = [1, 8, 64, 256]
@@ -292,8 +295,8 @@ def bench_csr(cuda, timer, anchors, n, k, sparsity, batches, l2, rng, results):
         results.append(entry("csr", "numaccel-cuda", n, k, b, med, best, host_bound=hb, rel_err=err,
                              nnz=sw.nnz, **common))
         if b > 1:  # (K, B) in, (N, B) out: the batched kernel without the transposes of linear()
-            no_bias, _ = _cuda._bias(None, n, cuda)
-            calls = [partial(_cuda._launch_spmm_csr_cuda, w, dxt, no_bias, 0, dyt) for w in ring]
+            no_bias, _ = _bias(None, n, cuda)
+            calls = [partial(_launch_spmm_csr_cuda, w, dxt, no_bias, 0, dyt) for w in ring]
             med, best, hb = timer(calls)
             err = rel_err(dyt.copy_to_host().T, ref)
             results.append(entry("csr", "numaccel-cuda-spmm-kernel", n, k, b, med, best, host_bound=hb,
@@ -345,7 +348,7 @@ def bench_int8(cuda, timer, anchors, n, k, group_size, batches, l2, rng, results
                                  **common))
         bench_dense(timer, anchors, dense_ring, x, "int8", n, k, b, common, results)
         # W8A8: activations quantized per row on the device, integer products through dp4a
-        calls = [partial(na.linear, dx, w, out=dy, activations="int8") for w in ring]
+        calls = [partial(na.linear, dx, w, out=dy, activation_quant="int8") for w in ring]
         med, best, hb = timer(calls)
         results.append(entry("w8a8", "numaccel-cuda", n, k, b, med, best, host_bound=hb,
                              rel_err=rel_err(dy.copy_to_host(), ref), **common))
@@ -455,7 +458,7 @@ def main(argv=None) -> int:
     t_start = time.perf_counter()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    _cuda._require_cuda()  # a clear RuntimeError when CUDA cannot run here
+    _require_cuda()  # a clear RuntimeError when CUDA cannot run here
     shapes, batches = (TINY_SHAPES, TINY_BATCHES) if args.tiny else (SHAPES, BATCHES)
     trials = 2 if args.tiny else args.trials
     timer = Timer(cuda, calls_per_trial=2 if args.tiny else args.calls, trials=trials)

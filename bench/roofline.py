@@ -81,7 +81,7 @@ def _amx_peak_kernel():
 
 
 def amx_peak(reps: int = 200_000) -> float | None:
-    from numaccel import _amx
+    from numaccel.plan import amx as _amx
 
     if not _amx.usable():
         return None

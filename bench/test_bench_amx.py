@@ -9,7 +9,7 @@ parameter go into ``extra_info``::
     bench/amx_rounds.sh 3 bench/results          # about 15 minutes on 2 cores
     NUMACCEL_BENCH_IMPLS=numaccel-w8a8-vnni NUMACCEL_BENCH_BATCHES=64 python -m pytest bench/test_bench_amx.py -q
 
-``numaccel-w8a8`` is what ``linear(x, w, activations="int8")`` runs (AMX from ``_config.AMX_MIN_BATCH`` rows,
+``numaccel-w8a8`` is what ``linear(x, w, activation_quant="int8")`` runs (AMX from ``_config.AMX_MIN_BATCH`` rows,
 VNNI below); ``numaccel-w8a8-amx`` forces AMX at every batch and ``numaccel-w8a8-vnni`` forces VNNI, to
 find where the planner's line belongs.
 """
@@ -26,7 +26,8 @@ import pytest
 from rotation import Rotation
 
 import numaccel as na
-from numaccel import _amx, _config
+from numaccel import _config
+from numaccel.plan import amx as _amx
 
 N = K = 4096
 BATCHES = [int(b) for b in os.environ.get("NUMACCEL_BENCH_BATCHES", "1,4,8,16,32,64,256").split(",")]
@@ -89,7 +90,7 @@ def test_w8a8(benchmark, monkeypatch, impl, batch):
         out = np.empty((batch, N), np.float32)
 
         def fn():
-            return na.linear(x, pick(ws), activations="int8", out=out)
+            return na.linear(x, pick(ws), activation_quant="int8", out=out)
     else:
         engine = impl.split("-")[1]
         models = _torch(engine)

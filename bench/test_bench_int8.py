@@ -115,7 +115,7 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
             return na.linear(x, pick(ws["q"]))
     elif impl == "numaccel-w8a8":
         def fn():
-            return na.linear(x, pick(ws["q"]), activations="int8")
+            return na.linear(x, pick(ws["q"]), activation_quant="int8")
     elif impl == "numpy":
         def fn():
             return x @ pick(ws["W"]).T

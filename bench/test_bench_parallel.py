@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 import numaccel as na
-from numaccel import parallel
+from numaccel.parallel import limit_threads
 
 N = int(os.environ.get("NUMACCEL_BENCH_N", "4096"))
 BATCH = N
@@ -69,7 +69,7 @@ def start_cluster(workers: int, *, memory_limit="auto"):
         )
     client = distributed.Client(cluster, set_as_default=False)
     client.wait_for_workers(workers, timeout=120)
-    parallel.limit_threads(client, numba_threads=1, blas_threads=1)
+    limit_threads(client, numba_threads=1, blas_threads=1)
     logging.getLogger("distributed").setLevel(logging.ERROR)
     return cluster, client
 

@@ -1,19 +1,21 @@
 """numaccel: hand-written Numba kernels for pruned (CSR) and int8 neural-network layers.
 
-NumPy in, NumPy out. See ``numaccel.linear``, ``numaccel.prune``, ``numaccel.quantize``.
+NumPy in, NumPy out. See :func:`linear`, :func:`prune`, :func:`quantize` and :mod:`numaccel.formats`.
 """
 
-from . import nn
-from .compress import compress
-from .distill import distill, kd_loss
+from . import formats, nn
+from .compression import compress
+from .distillation import distill, kd_loss
+from .formats import CSRWeight, Int8Weight
 from .io import load, save
-from .linear import linear
+from .ops import linear, spmm
 from .parallel import ShardedWeight, shard
-from .quant import Int8Weight, quantize
-from .sparse import CSRWeight, magnitude_mask, prune, spmm
-from .train import train
+from .pruning import magnitude_mask, prune
+from .quantization import quantize
+from .training import train
 
 __version__ = "0.1.0"
 
-__all__ = ["CSRWeight", "Int8Weight", "quantize", "linear", "magnitude_mask", "prune", "spmm", "__version__",
-           "ShardedWeight", "shard", "nn", "compress", "distill", "kd_loss", "load", "save", "train"]
+__all__ = ["CSRWeight", "Int8Weight", "ShardedWeight", "__version__", "compress", "distill", "formats",
+           "kd_loss", "linear", "load", "magnitude_mask", "nn", "prune", "quantize", "save", "shard", "spmm",
+           "train"]

@@ -17,64 +17,91 @@ FASTMATH = {"contract"}
 # Column indices are narrowed to uint16 when the number of input features fits.
 NARROW_INDEX_MAX = 65536
 
+# Tunables of the planners (numaccel.plan). Why each has its value, with the figures that chose it:
+# docs/performance.md, "Tunables". None of these changes compiled code (those live in the kernel modules).
+
 # Thread chunks per thread for the CSR kernels (rows split into chunks of about equal nonzeros).
 CSR_CHUNKS_PER_THREAD = 4
-# Rows of a chunk processed together by the register-tile kernel while every slab of activations
-# visits them. Measured here (1 thread, 4096 x 4096, 90 % sparse): keeping a slab in L2 for the whole
-# chunk beat short row blocks (whose nonzeros would stay in L2 between slabs), so the default is large.
+# Rows of a chunk the register-tile kernel takes together while every slab of activations visits them.
 CSR_BLOCK_ROWS = 1 << 20
-# Widest slab of activations (columns) the register-tile kernel uses: a slab is K * width * 4 bytes
-# and should stay in L2 (1 MiB per core here) while a block of rows is computed against it; 32 columns
-# (512 KiB for K = 4096) measured faster than 64 (1 MiB) and 16 at batches 64 and 256.
+# Widest slab of activations (columns) of the register-tile kernel (a slab is K * width * 4 bytes, meant
+# to stay in L2).
 CSR_TILE_MAX_WIDTH = 32
 # Weight rows whose output tiles the register-tile kernel buffers before storing them into a (P, M)
-# output (``linear``): each output row then receives this many contiguous values per store pass.
-# Measured here (4096 x 4096, 2 threads): 0.4-0.5x the time at 99 % sparsity and batches 64 and 256,
-# 0.7-0.9x at 90-95 %; 8-column slabs store directly (the buffer only added time at batch 8).
+# output (``linear``); 8-column slabs store directly.
 CSR_STORE_ROWS = 16
-# Accumulator sets of the register-tile kernel (a power of two): this many nonzeros in a row run as
-# independent FMA chains. Measured here (4096 x 4096, 90 %, cold, 2 threads): 4 sets took 0.7-0.8x the
-# time of 2 at batch 8 and about the same at batches 64 and 256.
-CSR_TILE_ACC_SETS = 4
-# How far ahead (in nonzeros) the register-tile kernel prefetches the weight values and column ids.
-# Measured here (same setting): 1024-4096 ahead took 0.65-0.8x the time of none at batch 8 and
-# 0.9-0.95x at batch 64; the hardware prefetcher alone left the weight stream waiting on memory.
-CSR_PREFETCH_NNZ = 2048
-# The kernels read the two constants above when they are compiled: after changing either, clear the
-# Numba cache (``__pycache__/*.nbi``/``*.nbc`` of numaccel/_kernels) so that the change takes effect.
 # Packed activations of CSR_SLAB_KEEP_MIN to CSR_SLAB_KEEP_BYTES bytes go to a buffer kept per Python
-# thread and reused (2 MiB aligned); others are allocated per call. Measured here (4096 x 4096, cold,
-# 2 threads): reuse took 0.68-0.85x the time at batches 64 and 256; below 256 KiB the buffer lookup
-# cost more than the allocation it saves.
+# thread and reused (2 MiB aligned); others are allocated per call.
 CSR_SLAB_KEEP_MIN = 256 << 10
 CSR_SLAB_KEEP_BYTES = 32 << 20
 # Up to this much work, ``nnz * max(1, P // 8) + P * (K + N)`` for a product with ``P`` activation
-# columns, the CSR kernels run on the calling thread: starting the thread team costs more than the
-# arithmetic. Measured here (2 threads, 64->256, 256->10, 256->256, 1024->1024 layers): the calling
-# thread was 0.5-0.9x the parallel time up to about 30 000 and 1.0-1.5x above 33 000.
+# columns, the CSR kernels run on the calling thread (starting the thread team costs more).
 CSR_SERIAL_WORK = 32768
 
 
-def _host_has_avx512() -> bool:
-    """True when the host CPU has AVX-512F (checked once, at import, through LLVM's feature query)."""
-    try:
-        import llvmlite.binding as llvm
+# Training: below this many multiply-adds per product (batch_size times the model's largest N * K) the
+# trainer limits BLAS to one thread inside its loop (docs/performance.md, "Training").
+TRAIN_SMALL_MATMUL = 1 << 24
 
-        return bool(llvm.get_host_cpu_features().get("avx512f", False))
-    except Exception:  # noqa: BLE001 - no feature query: take the portable path
-        return False
+# int8 weight-only panels: reduction block (features) whose weight block stays in L1 while the
+# activations' stays in L2; W8A8 VNNI the same in features.
+INT8_KC_F32 = 256
+INT8_KC_VNNI = 512
+# Batches larger than this copy their activations into blocks of about INT8_KX_* features (rows that far
+# apart rather than K; many rows K apart share cache sets and evict each other). The W8A8 path always
+# writes its quantized activations in blocks.
+INT8_PACK_MIN_B = 8
+INT8_KX_F32 = 256
+INT8_KX_U8 = 512
 
 
-def _jit_enabled() -> bool:
+def jit_enabled() -> bool:
+    """Whether Numba compiles (False under ``NUMBA_DISABLE_JIT=1``, where kernels run as Python)."""
     import numba
 
     return not numba.config.DISABLE_JIT
 
 
+_features = None
+
+
+def _parse_features(text: str) -> frozenset:
+    return frozenset(f[1:] for f in text.replace(" ", "").split(",") if f.startswith("+"))
+
+
+def cpu_features() -> frozenset:
+    """LLVM feature names (``"avx512f"``, ``"avx512vnni"``, ``"amx-int8"``, ...) the code Numba generates
+    here may use, decided once per process.
+
+    The host CPU's features when Numba compiles for the host; the ``+`` entries of ``NUMBA_CPU_FEATURES``
+    when that is set; none when ``NUMBA_CPU_NAME`` names another CPU (``generic``, as portable caches
+    use): kernels built from intrinsics of a feature are then never compiled. Empty when the JIT is
+    disabled (intrinsics cannot run as Python).
+    """
+    global _features
+    if _features is None:
+        from numba.core import config
+
+        feats: frozenset = frozenset()
+        if not jit_enabled() or config.CPU_NAME not in (None, "host"):
+            feats = frozenset()
+        elif config.CPU_FEATURES is not None:
+            feats = _parse_features(config.CPU_FEATURES)
+        else:
+            try:
+                import llvmlite.binding as llvm
+
+                feats = frozenset(k for k, v in llvm.get_host_cpu_features().items() if v)
+            except Exception:  # noqa: BLE001 - no feature query: the portable paths
+                feats = frozenset()
+        _features = feats
+    return _features
+
+
 # The float32 CSR kernels use 16-lane vectors (register tiles when batched, ``_row_dot16`` at batch 1)
 # where AVX-512 is present and the portable plain-Numba kernels elsewhere (also under NUMBA_DISABLE_JIT=1:
 # LLVM intrinsics cannot run as Python). Tests flip this to cover both paths on one machine.
-CSR_USE_TILES = _host_has_avx512() and _jit_enabled()
+CSR_USE_TILES = "avx512f" in cpu_features()
 
 _lock = threading.Lock()
 _checked = False
@@ -115,7 +142,7 @@ def kernel_guard():
     else:
         yield
 
-# W8A8 on Intel AMX where the host has it (numaccel._amx checks the CPU, the compile target and the
+# W8A8 on Intel AMX where the host has it (numaccel.plan.amx checks the CPU, the compile target and the
 # kernel's permission): used from this many activation rows up; smaller batches keep AVX-512 VNNI. Tests
 # flip INT8_USE_AMX to cover both paths on one machine.
 INT8_USE_AMX = True

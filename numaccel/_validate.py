@@ -12,7 +12,8 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def as_float_array(x, name: str, *, ndims=(1, 2)) -> np.ndarray:
-    """Return ``x`` as an ndarray of float32 or float64 (no casting) with ``ndim`` in ``ndims``."""
+    """Return ``x`` as an ndarray of float32 or float64 (no casting) with ``ndim`` in ``ndims`` (None: any
+    number of dimensions from 1)."""
     if not isinstance(x, np.ndarray):
         if hasattr(x, "__cuda_array_interface__"):
             raise TypeError(f"{name} is a device array; pass device='cuda' or copy it to the host first")
@@ -24,7 +25,10 @@ def as_float_array(x, name: str, *, ndims=(1, 2)) -> np.ndarray:
             raise TypeError(f"{name} must be array-like, got {type(x).__name__}") from exc
     if x.dtype not in FLOAT_DTYPES:
         raise TypeError(f"{name} must be float32 or float64, got {x.dtype}; use {name}.astype(np.float32)")
-    if x.ndim not in ndims:
+    if ndims is None:
+        if x.ndim < 1:
+            raise ValueError(f"{name} must be at least 1-D, got a 0-D array")
+    elif x.ndim not in ndims:
         want = " or ".join(f"{d}-D" for d in ndims)
         raise ValueError(f"{name} must be {want}, got {x.ndim}-D with shape {x.shape}")
     return x
@@ -110,10 +114,28 @@ def check_out(out, shape: tuple, dtype: np.dtype, name: str = "out", *, inputs: 
     return out
 
 
-def check_device(device) -> str:
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+def check_device(device):
+    """``device`` as given: None (follow the weight), ``"cpu"`` or ``"cuda"``."""
+    if device is not None and (not isinstance(device, str) or device not in ("cpu", "cuda")):
+        raise ValueError(f"device must be None, 'cpu' or 'cuda', got {device!r}")
     return device
+
+
+def check_bias(bias, n: int, name: str = "bias"):
+    """None, or a 1-D float32/float64 array of ``n`` values (no casting)."""
+    if bias is None:
+        return None
+    bias = as_float_array(bias, name, ndims=(1,))
+    if bias.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (out_features), got {bias.shape}")
+    return bias
+
+
+def check_features(x: np.ndarray, k: int, name: str = "x") -> np.ndarray:
+    """``x`` (already a float array of at least 1 dimension) with ``k`` features in its last axis."""
+    if x.ndim == 0 or x.shape[-1] != k:
+        raise ValueError(f"{name} must have {k} features (weight.shape[1]) in its last axis, got shape {x.shape}")
+    return x
 
 
 def as_index_array(a, name: str) -> np.ndarray:

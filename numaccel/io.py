@@ -2,22 +2,27 @@
 
 A file holds plain arrays and a JSON description of the layers in its metadata; nothing in it is ever
 executed. Loading checks the file's layout and the digests in its metadata, then rebuilds every weight
-through its format's constructor, so a truncated, corrupted or hand-edited file gives a ``ValueError`` (or
-``TypeError``) naming the file and what is wrong.
+through its registered format (:func:`numaccel.formats.from_arrays`, which validates completely), so a
+truncated, corrupted or hand-edited file gives a ``ValueError`` (or ``TypeError``) naming the file and what
+is wrong. Nothing here knows a particular format: any format registered with
+:func:`numaccel.formats.register` saves and loads, through its ``to_arrays`` / ``from_arrays``.
 
-Layout (format ``numaccel.model``, version 2). Metadata, all strings:
+Layout (format ``numaccel.model``, version 3). Metadata, all strings:
 
-* ``format``, ``version``, ``model`` (class name, ``"MLP"`` or ``"Sequential"``);
-* ``layers``: JSON list, one entry per layer: ``{"type": "linear", "format": "dense" | "csr" | "int8",
-  "shape": [N, K], "bias": bool, "group_size": int | null}``, ``{"type": "relu"}``,
-  ``{"type": "gelu", "approximate": "none" | "tanh"}``;
+* ``format``, ``version``, ``model`` (``"MLP"`` or ``"Sequential"``);
+* ``layers``: JSON list, one entry per layer: ``{"type": "linear", "format": "<registered name>",
+  "shape": [N, K], "bias": bool, "params": {...}}`` (``params``: the JSON object the format's
+  ``to_arrays`` gives), ``{"type": "relu"}``, ``{"type": "gelu", "approximate": "none" | "tanh"}``;
 * ``layers_sha256``: SHA-256 (hex) of the ``layers`` string, UTF-8 encoded;
 * ``tensors``: JSON object, for every tensor ``{"dtype": "float32", "shape": [N, K], "sha256": "<hex>"}``,
   the digest taken over the tensor's raw bytes (little-endian, C order).
 
-Tensors are named ``layers.<i>.<field>`` with the fields ``weight`` (dense), ``indptr``/``indices``/``data``
-(CSR), ``qweight``/``scales``/``zero_points`` (int8) and ``bias``. Version 1 files (written before the
-digests existed: no ``layers_sha256`` or ``tensors``) still load, checked by the formats' rules only.
+Tensors are named ``layers.<i>.<array>`` for every array the weight's format gives (``weight`` for a
+dense weight, ``indptr``/``indices``/``data`` for CSR, ``qweight``/``scales``/``zero_points`` for int8),
+and ``layers.<i>.bias``. Older files still load exactly as before: version 2 (formats ``"dense"``,
+``"csr"`` and ``"int8"`` only, an int8 layer's ``group_size`` at the top of its entry, no ``params``) and
+version 1 (as version 2, written before the digests existed: no ``layers_sha256`` or ``tensors``; checked
+by the formats' rules only).
 
 Reading is strict. A safetensors file is exactly an 8-byte little-endian header length, that many bytes of
 JSON header, and the tensors' bytes tiling the rest of the file: no gap, no overlap, no byte after the
@@ -34,21 +39,23 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 
 import numpy as np
 
-from .nn import GELU, MLP, Linear, ReLU, Sequential, as_model
-from .sparse import CSRWeight
+from . import formats
+from .nn import GELU, MLP, Linear, ReLU, Sequential
+from .nn.containers import _as_model
 
 __all__ = ["load", "save"]
 
 FORMAT = "numaccel.model"
-VERSION = 2
-_READABLE_VERSIONS = ("1", "2")  # version 1 has no digests
+VERSION = 3
+_READABLE_VERSIONS = ("1", "2", "3")  # version 1 has no digests; versions 1 and 2 know three formats
 _NPZ_META = "__metadata__"
 _MODELS = {"MLP": MLP, "Sequential": Sequential}
-_FORMATS = ("dense", "csr", "int8")
+_OLD_FORMATS = ("dense", "csr", "int8")  # the formats of version 1 and 2 files
 _INT_MAX = 2**63 - 1  # integers in a header or in the layer metadata must fit int64
 
 # safetensors dtype codes and their little-endian NumPy dtypes: the numeric types a model can hold.
@@ -56,6 +63,9 @@ _ST_DTYPES = {
     "U8": "u1", "I8": "i1", "U16": "<u2", "I16": "<i2", "F16": "<f2", "U32": "<u4", "I32": "<i4",
     "F32": "<f4", "U64": "<u8", "I64": "<i8", "F64": "<f8",
 }
+
+_ARRAY_NAME = re.compile(r"[A-Za-z0-9_]+")
+_SAVABLE = {np.dtype(code).newbyteorder("=") for code in _ST_DTYPES.values()}
 
 
 class _Malformed(ValueError):
@@ -72,8 +82,19 @@ def _text_sha256(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
 
 
+def _check_params(params, where: str) -> None:
+    """Format parameters must be JSON (finite numbers, string keys) so that the file can hold them exactly."""
+    if not isinstance(params, dict):
+        raise TypeError(f"{where}: params must be a dict, got {type(params).__name__}")
+    try:
+        json.dumps(params, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{where}: params must be JSON values (str keys; int, finite float, str, bool, None, "
+                        f"lists and dicts of them), got {params!r} ({exc})") from None
+
+
 def _layer_record(i: int, layer) -> tuple[dict, dict]:
-    """The metadata entry and the tensors of one layer."""
+    """Return the metadata entry and the tensors of one layer."""
     if isinstance(layer, ReLU):
         return {"type": "relu"}, {}
     if isinstance(layer, GELU):
@@ -81,23 +102,23 @@ def _layer_record(i: int, layer) -> tuple[dict, dict]:
     if not isinstance(layer, Linear):
         raise TypeError(f"layer {i} is a {type(layer).__name__}; save supports Linear, ReLU and GELU layers")
     w = layer.weight
-    fmt = layer.format
-    spec = {"type": "linear", "format": fmt, "shape": [int(s) for s in w.shape],
-            "bias": layer.bias is not None}
-    if fmt == "dense":
-        arrays = {"weight": w}
-    elif fmt == "csr":
-        arrays = {"indptr": w.indptr, "indices": w.indices, "data": w.data}
-    elif fmt == "int8":
-        arrays = {"qweight": w.qweight, "scales": w.scales}
-        if w.zero_points is not None:
-            arrays["zero_points"] = w.zero_points
-        spec["group_size"] = w.group_size
-    else:
-        raise TypeError(
-            f"layer {i} stores its weight as {type(w).__name__}; save supports dense, CSRWeight and "
-            f"Int8Weight weights (gather a sharded weight into one of them first)"
-        )
+    try:
+        name, arrays, params = formats.to_arrays(w)
+    except (TypeError, ValueError) as exc:
+        kind = TypeError if isinstance(exc, TypeError) else ValueError
+        raise kind(f"layer {i} ({type(w).__name__} weight) cannot be saved: {exc}") from exc
+    where = f"layer {i} (format {name!r})"
+    _check_params(params, where)
+    for key, a in arrays.items():
+        if not isinstance(key, str) or not _ARRAY_NAME.fullmatch(key) or key == "bias":
+            raise TypeError(f"{where}: array names must be words of letters, digits and '_' other than "
+                            f"'bias', got {key!r}")
+        if not isinstance(a, np.ndarray) or a.dtype.newbyteorder("=") not in _SAVABLE:
+            got = a.dtype if isinstance(a, np.ndarray) else type(a).__name__
+            raise TypeError(f"{where}: array {key!r} must be a numpy.ndarray of a plain numeric dtype "
+                            f"(int8..int64, uint8..uint64, float16/32/64), got {got}")
+    spec = {"type": "linear", "format": name, "shape": [int(s) for s in w.shape],
+            "bias": layer.bias is not None, "params": params}
     if layer.bias is not None:
         arrays["bias"] = layer.bias
     return spec, {f"layers.{i}.{k}": np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<"))
@@ -112,7 +133,8 @@ def save(path, model) -> None:
     path : str or os.PathLike
         Destination file; an existing file is replaced.
     model : Sequential or MLP
-        Linear layers with dense, CSR or int8 weights, and ReLU/GELU activations.
+        Linear layers with weights of any registered format whose ``to_arrays`` gives plain numeric
+        arrays (dense, CSR, int8, formats of your own), and ReLU/GELU activations.
 
     Returns
     -------
@@ -121,7 +143,8 @@ def save(path, model) -> None:
     Raises
     ------
     TypeError
-        A layer or weight format that cannot be saved, or ``model`` is not a model.
+        A layer or weight that cannot be saved (a format whose ``to_arrays`` refuses, e.g. a sharded
+        weight, or gives arrays or params a file cannot hold), or ``model`` is not a model.
     ImportError
         A safetensors path without the ``safetensors`` package (``pip install 'numaccel[io]'``).
     OSError
@@ -133,11 +156,11 @@ def save(path, model) -> None:
 
     Notes
     -----
-    Arrays are stored exactly as held (float32 values, int32 CSR indices, int8 codes), so
-    ``load(path)`` gives a model with bit-identical weights and outputs. The metadata (format
-    ``numaccel.model``, version 2) describes the layers and records, for every tensor, its dtype, shape
-    and the SHA-256 of its raw bytes, and the SHA-256 of the layer description, which :func:`load`
-    checks: a changed value is reported, never loaded.
+    Each weight is stored as :func:`numaccel.formats.to_arrays` gives it (format name, arrays exactly as
+    held, JSON parameters), so ``load(path)`` gives a model with bit-identical weights and outputs. The
+    metadata (format ``numaccel.model``, version 3) describes the layers and records, for every tensor,
+    its dtype, shape and the SHA-256 of its raw bytes, and the SHA-256 of the layer description, which
+    :func:`load` checks: a changed value is reported, never loaded.
 
     Examples
     --------
@@ -149,7 +172,7 @@ def save(path, model) -> None:
     >>> bool(np.array_equal(na.load(path)(x), net(x)))
     True
     """
-    model = as_model(model)
+    model = _as_model(model)
     specs, tensors = [], {}
     for i, layer in enumerate(model.layers):
         spec, arrays = _layer_record(i, layer)
@@ -158,7 +181,8 @@ def save(path, model) -> None:
     layers = json.dumps(specs)
     records = {name: {"dtype": a.dtype.name, "shape": [int(s) for s in a.shape], "sha256": _sha256(a)}
                for name, a in tensors.items()}
-    metadata = {"format": FORMAT, "version": str(VERSION), "model": type(model).__name__,
+    kind = "MLP" if isinstance(model, MLP) else "Sequential"
+    metadata = {"format": FORMAT, "version": str(VERSION), "model": kind,
                 "layers": layers, "layers_sha256": _text_sha256(layers), "tensors": json.dumps(records)}
     path = os.fspath(path)
     if path.endswith(".npz"):
@@ -269,7 +293,7 @@ def _uint(blob: bytes, start: int, size: int) -> int:
 
 
 def _check_zip_bounds(blob: bytes) -> None:
-    """The archive fills the file: a member first, the central directory ending where the end record starts.
+    """Check that the archive fills the file: a member first, the central directory ending at the end record.
 
     ``zipfile`` itself tolerates bytes before the archive and after its end record (self-extracting
     archives, comments); a file written by ``np.savez`` has neither, so either means damage.
@@ -293,7 +317,7 @@ def _check_zip_bounds(blob: bytes) -> None:
 
 
 def _parse_npz(blob: bytes) -> dict:
-    """The arrays of an ``.npz`` file's bytes, read without pickle; exceptions for anything malformed."""
+    """Read the arrays of an ``.npz`` file's bytes without pickle; raise for anything malformed."""
     _check_zip_bounds(blob)
     tensors = {}
     with zipfile.ZipFile(io.BytesIO(blob)) as archive:
@@ -415,7 +439,39 @@ def _spec_int(value, what: str, path: str, *, allow_none=False):
     return value
 
 
-def _build_layer(path: str, i: int, spec, tensors: dict):
+# Versions 1 and 2: the three formats they know, the tensors each layer has (required, optional), and the
+# params their from_arrays takes, built from the layer entry (an int8 entry holds its group_size itself).
+_OLD_LAYOUT = {
+    "dense": (("weight",), ()),
+    "csr": (("indptr", "indices", "data"), ()),
+    "int8": (("qweight", "scales"), ("zero_points",)),
+}
+
+
+def _old_params(path: str, i: int, fmt: str, spec: dict, n: int, k: int) -> dict:
+    if fmt == "csr":
+        return {"shape": [n, k]}
+    if fmt == "int8":
+        return {"group_size": _spec_int(spec.get("group_size"), f"layers[{i}].group_size", path, allow_none=True)}
+    return {}
+
+
+def _check_json_ints(value, what: str, path: str) -> None:
+    """Integers anywhere in a layer's params must fit int64, as everywhere else in a file."""
+    if isinstance(value, bool):
+        return
+    if isinstance(value, int):
+        if not -_INT_MAX - 1 <= value <= _INT_MAX:
+            raise ValueError(f"{path}: {what} must be an integer of magnitude below 2**63, got {value!r}")
+    elif isinstance(value, list):
+        for j, v in enumerate(value):
+            _check_json_ints(v, f"{what}[{j}]", path)
+    elif isinstance(value, dict):
+        for key, v in value.items():
+            _check_json_ints(v, f"{what}.{key}", path)
+
+
+def _build_layer(path: str, version: str, i: int, spec, tensors: dict):
     if not isinstance(spec, dict) or "type" not in spec:
         raise ValueError(f"{path}: layers[{i}] must be an object with a 'type', got {spec!r}")
     kind = spec["type"]
@@ -431,8 +487,13 @@ def _build_layer(path: str, i: int, spec, tensors: dict):
             f"{path}: layers[{i}] has unknown type {kind!r}; expected 'linear', 'relu' or 'gelu'"
         )
     fmt = spec.get("format")
-    if not isinstance(fmt, str) or fmt not in _FORMATS:
-        raise ValueError(f"{path}: layers[{i}].format must be one of {list(_FORMATS)}, got {fmt!r}")
+    old = version in ("1", "2")
+    if old and (not isinstance(fmt, str) or fmt not in _OLD_FORMATS):
+        raise ValueError(f"{path}: layers[{i}].format must be one of {list(_OLD_FORMATS)}, got {fmt!r}")
+    if not old:
+        if not isinstance(fmt, str):
+            raise ValueError(f"{path}: layers[{i}].format must be a string, got {fmt!r}")
+        formats.lookup(fmt)  # an unknown name: a ValueError naming the registered ones
     shape = spec.get("shape")
     if not isinstance(shape, list) or len(shape) != 2:
         raise ValueError(f"{path}: layers[{i}].shape must be a list [N, K], got {shape!r}")
@@ -440,30 +501,42 @@ def _build_layer(path: str, i: int, spec, tensors: dict):
     has_bias = spec.get("bias", False)
     if not isinstance(has_bias, bool):
         raise ValueError(f"{path}: layers[{i}].bias must be true or false, got {has_bias!r}")
-
-    def take(field, required=True):
-        key = f"layers.{i}.{field}"
-        if key not in tensors:
-            if required:
+    prefix = f"layers.{i}."
+    if old:
+        if "params" in spec:  # a version 3 entry under an older version number: refused, not guessed at
+            raise ValueError(f"{path}: layers[{i}] has 'params', which version {version} files do not have")
+        required, optional = _OLD_LAYOUT[fmt]
+        arrays = {}
+        for field in required + optional:
+            key = prefix + field
+            if key in tensors:
+                arrays[field] = tensors.pop(key)
+            elif field in required:
                 raise ValueError(f"{path}: tensor {key!r} is missing (layer {i} is {fmt} and needs it)")
-            return None
-        return tensors.pop(key)
-
-    if fmt == "dense":
-        weight = take("weight")
-    elif fmt == "csr":
-        weight = CSRWeight(take("indptr"), take("indices"), take("data"), (n, k))
+        params = _old_params(path, i, fmt, spec, n, k)
     else:
-        from .quant import Int8Weight
-
-        group_size = _spec_int(spec.get("group_size"), f"layers[{i}].group_size", path, allow_none=True)
-        weight = Int8Weight(take("qweight"), take("scales"), take("zero_points", required=False),
-                            group_size=group_size)
+        params = spec.get("params")
+        if not isinstance(params, dict):
+            raise ValueError(f"{path}: layers[{i}].params must be a JSON object, got {params!r}")
+        _check_json_ints(params, f"layers[{i}].params", path)
+        names = [key[len(prefix):] for key in tensors if key.startswith(prefix)]
+        arrays = {name: tensors.pop(prefix + name) for name in names
+                  if name != "bias" and _ARRAY_NAME.fullmatch(name)}
+    try:
+        weight = formats.from_arrays(fmt, arrays, params)
+    except KeyError as exc:  # a format's from_arrays that looks up what it needs without checking first
+        raise ValueError(f"{path}: layer {i} (format {fmt!r}) lacks {exc} among its arrays "
+                         f"{sorted(arrays)} and params {sorted(params)}") from None
     if tuple(weight.shape) != (n, k):
         raise ValueError(
             f"{path}: layer {i}'s weight has shape {tuple(weight.shape)}, but the metadata says {(n, k)}"
         )
-    bias = take("bias") if has_bias else None
+    bias = None
+    if has_bias:
+        key = prefix + "bias"
+        if key not in tensors:
+            raise ValueError(f"{path}: tensor {key!r} is missing (layer {i} has a bias)")
+        bias = tensors.pop(key)
     return Linear(weight, bias)
 
 
@@ -495,9 +568,9 @@ def load(path) -> Sequential:
     ValueError
         The file is not a well-formed safetensors or ``.npz`` file (empty, truncated, trailing bytes,
         a malformed header, offsets or shapes that do not match the data); its metadata is missing,
-        unknown or of a newer version; a tensor or the layer description fails its SHA-256 check;
-        tensors are missing or extra; or arrays break their format's rules. The message names the file
-        and, where there is one, the tensor or layer.
+        unknown or of a newer version; a layer names a format that is not registered; a tensor or the
+        layer description fails its SHA-256 check; tensors are missing or extra; or arrays break their
+        format's rules. The message names the file and, where there is one, the tensor or layer.
     TypeError
         Arrays of the wrong dtype for their format.
 
@@ -507,16 +580,18 @@ def load(path) -> Sequential:
 
     Notes
     -----
-    Version 2 files (written by this :func:`save`) record the SHA-256 of every tensor's raw bytes, its
-    dtype and shape, and the SHA-256 of the layer description; all are compared before any weight is
-    built, so a changed byte gives a ``ValueError``, never a model with altered numbers. In an ``.npz``
-    file, zip bookkeeping that no value depends on (timestamps, attributes) is not checked: a change
-    there loads the model that was saved. Version 1 files carry no digests and are checked by the
-    layout and the formats' rules only.
+    Version 3 files (written by this :func:`save`) and version 2 files record the SHA-256 of every
+    tensor's raw bytes, its dtype and shape, and the SHA-256 of the layer description; all are compared
+    before any weight is built, so a changed byte gives a ``ValueError``, never a model with altered
+    numbers. In an ``.npz`` file, zip bookkeeping that no value depends on (timestamps, attributes) is not
+    checked: a change there loads the model that was saved. Version 1 files carry no digests and are
+    checked by the layout and the formats' rules only.
 
-    Weights are rebuilt through their public constructors (``CSRWeight``, ``Int8Weight``, ``Linear``),
-    which validate exactly as they do for arrays passed in by hand. Nothing in a file is ever executed
-    or unpickled.
+    Weights are rebuilt by their registered format (:func:`numaccel.formats.from_arrays`), which
+    validates exactly as the format's public constructor does for arrays passed in by hand; then
+    :class:`~numaccel.nn.Linear` checks the layer. A format name the file gives that is not registered is
+    a ``ValueError`` listing the registered ones (register a format of your own before loading files
+    that use it). Nothing in a file is ever executed or unpickled.
 
     Examples
     --------
@@ -555,7 +630,7 @@ def load(path) -> Sequential:
     layers = []
     for i, spec in enumerate(specs):
         try:
-            layers.append(_build_layer(path, i, spec, tensors))
+            layers.append(_build_layer(path, version, i, spec, tensors))
         except (TypeError, ValueError) as exc:
             raise _with_path(path, exc, f"layer {i}: ") from exc
     if tensors:

@@ -19,12 +19,19 @@ def csr_to_dense64(indptr, indices, data, shape) -> np.ndarray:
 
 def dense64(weight) -> np.ndarray:
     """Any weight (ndarray, CSRWeight, Int8Weight, scipy.sparse) as a float64 dense matrix."""
+    from numaccel.formats import CSRWeight, Int8Weight
+
     if isinstance(weight, np.ndarray):
         return weight.astype(np.float64)
-    if hasattr(weight, "indptr") and hasattr(weight, "indices") and hasattr(weight, "data"):
+    if isinstance(weight, CSRWeight):
         return csr_to_dense64(weight.indptr, weight.indices, weight.data, weight.shape)
-    if hasattr(weight, "qweight"):
+    if isinstance(weight, Int8Weight):
         return ref_dequantize(weight.qweight, weight.scales, weight.zero_points, weight.group_size)
+    if hasattr(weight, "tocoo"):  # scipy.sparse
+        m = weight.tocoo()
+        out = np.zeros(m.shape, dtype=np.float64)
+        np.add.at(out, (m.row, m.col), m.data.astype(np.float64))
+        return out
     raise TypeError(type(weight))
 
 

@@ -14,7 +14,8 @@ import pytest
 from reference import ref_int_matmul, ref_linear_w8a8
 
 import numaccel as na
-from numaccel import _amx, _config
+from numaccel import _config
+from numaccel.plan import amx as _amx
 
 needs_amx = pytest.mark.skipif(
     not _amx.usable(),
@@ -46,7 +47,7 @@ def test_int32_sums_exact(rng, parity, amx_on, n, k, b):
     w, x, q = integer_case(rng, n, k, b)
     assert _amx.eligible(w, b)
     out = np.full((b, n), np.nan, np.float32)
-    na.linear(x, w, activations="int8", out=out)
+    na.linear(x, w, activation_quant="int8", out=out)
     ref = ref_int_matmul(x.astype(np.int64), q)
     assert np.abs(ref).max() < 2**24  # every sum exact in float32
     parity(out.astype(np.int64), ref, exact=True)
@@ -63,13 +64,13 @@ def test_matches_the_w8a8_oracle_and_the_vnni_path(rng, parity, monkeypatch, n, 
     monkeypatch.setattr(_config, "AMX_MIN_BATCH", 16)
     monkeypatch.setattr(_config, "INT8_USE_AMX", True)
     assert _amx.eligible(w, b)
-    y = na.linear(x, w, activations="int8", out=np.full((b, n), np.nan, np.float32))
+    y = na.linear(x, w, activation_quant="int8", out=np.full((b, n), np.nan, np.float32))
     parity(y, ref_linear_w8a8(x, w), dtype=np.float32)
     monkeypatch.setattr(_config, "INT8_USE_AMX", False)
-    parity(y, na.linear(x, w, activations="int8"), rtol=1e-6)
+    parity(y, na.linear(x, w, activation_quant="int8"), rtol=1e-6)
     x64 = x.astype(np.float64)
     monkeypatch.setattr(_config, "INT8_USE_AMX", True)
-    parity(na.linear(x64, w, activations="int8"), ref_linear_w8a8(x64, w), rtol=1e-5, dtype=np.float64)
+    parity(na.linear(x64, w, activation_quant="int8"), ref_linear_w8a8(x64, w), rtol=1e-5, dtype=np.float64)
 
 
 @needs_amx
@@ -90,7 +91,7 @@ def test_rows_with_nan_zero_and_tiny_values(rng, parity, amx_on):
     x[5, 7] = np.nan
     x[6, 1] = np.inf
     x[7] *= 1e-30
-    y = na.linear(x, w, activations="int8")
+    y = na.linear(x, w, activation_quant="int8")
     assert np.isnan(y[5]).all() and np.isnan(y[6]).all()
     assert (y[3] == 0).all()
     ok = [i for i in range(18) if i not in (5, 6)]
@@ -109,9 +110,9 @@ def test_per_channel_reduction_longer_than_an_int32_sum_can_hold(amx_on, symmetr
     w = na.quantize(np.ones((16, k), np.float32), symmetric=symmetric)
     x = np.ones((16, k), np.float32)
     assert _amx.eligible(w, 16)
-    np.testing.assert_allclose(na.linear(x, w, activations="int8"), k, rtol=1e-6)
+    np.testing.assert_allclose(na.linear(x, w, activation_quant="int8"), k, rtol=1e-6)
     x[:, ::2] = -1.0
-    np.testing.assert_allclose(na.linear(x, w, activations="int8"), 0.0, atol=1e-2)
+    np.testing.assert_allclose(na.linear(x, w, activation_quant="int8"), 0.0, atol=1e-2)
 
 
 @needs_amx
@@ -119,13 +120,13 @@ def test_eight_python_threads_at_once(rng, amx_on):
     weights = [na.quantize(rng.standard_normal((48, 130)).astype(np.float32), group_size=g)
                for g in (None, 64, None, 128)]
     xs = [rng.standard_normal((16 + 7 * i, 130)).astype(np.float32) for i in range(8)]
-    want = [na.linear(x, weights[i % 4], activations="int8") for i, x in enumerate(xs)]
+    want = [na.linear(x, weights[i % 4], activation_quant="int8") for i, x in enumerate(xs)]
     errors = []
 
     def work(i):
         try:
             for _ in range(20):
-                y = na.linear(xs[i], weights[i % 4], activations="int8")
+                y = na.linear(xs[i], weights[i % 4], activation_quant="int8")
                 if not np.array_equal(y, want[i]):
                     errors.append((i, float(np.abs(y - want[i]).max())))
         except Exception as exc:  # noqa: BLE001 - reported below
@@ -143,7 +144,7 @@ def test_eight_python_threads_at_once(rng, amx_on):
 def test_generic_compile_target_never_uses_amx():
     """Portable caches (NUMBA_CPU_NAME=generic) must never hold an AMX kernel."""
     env = dict(os.environ, NUMBA_CPU_NAME="generic")
-    code = "from numaccel import _amx; print(_amx.compiles_for_amx(), _amx.usable())"
+    code = "from numaccel.plan import amx as _amx; print(_amx.compiles_for_amx(), _amx.usable())"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["False", "False"]
@@ -156,11 +157,11 @@ def test_a_refused_permission_falls_back_with_one_warning(monkeypatch, rng):
     w = na.quantize(rng.standard_normal((16, 64)).astype(np.float32))
     x = rng.standard_normal((32, 64)).astype(np.float32)
     with pytest.warns(RuntimeWarning, match="AMX is present but not usable .*refused.*VNNI"):
-        y = na.linear(x, w, activations="int8")
+        y = na.linear(x, w, activation_quant="int8")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert not _amx.usable()
-        np.testing.assert_array_equal(na.linear(x, w, activations="int8"), y)
+        np.testing.assert_array_equal(na.linear(x, w, activation_quant="int8"), y)
     with pytest.raises(RuntimeError, match="AMX is not usable"):
         _amx.linear_w8a8(w, x, np.empty((32, 16), np.float32))
 
@@ -171,15 +172,16 @@ def test_a_fresh_process_asks_for_the_permission_itself():
     new interpreter asks for it, and the result matches the VNNI path."""
     code = (
         "import numpy as np, numaccel as na\n"
-        "from numaccel import _amx, _config\n"
+        "from numaccel import _config\n"
+        "from numaccel.plan import amx as _amx\n"
         "rng = np.random.default_rng(0)\n"
         "w = na.quantize(rng.standard_normal((40, 130)).astype(np.float32))\n"
         "x = rng.standard_normal((33, 130)).astype(np.float32)\n"
         "assert _amx._verdict is None\n"
-        "y = na.linear(x, w, activations='int8')\n"
+        "y = na.linear(x, w, activation_quant='int8')\n"
         "assert _amx._verdict is True\n"
         "_config.INT8_USE_AMX = False\n"
-        "z = na.linear(x, w, activations='int8')\n"
+        "z = na.linear(x, w, activation_quant='int8')\n"
         "print(float(np.abs(y - z).max() / np.abs(z).max()))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)

@@ -82,7 +82,7 @@ def test_csr_edge_cases(rng, parity, case):
     else:  # K above the uint16 range: int32 column ids
         k = 70_001
         w = na.CSRWeight([0, 2, 2, 3], [0, k - 1, 40_000], [1.5, -2.0, 0.5], (3, k))
-        assert w._kidx.dtype == np.int32
+        assert w.indices.dtype == np.int32
         x = rng.standard_normal((1, k)).astype(np.float32)
         bias = None
     out = nan_filled((x.shape[0], w.shape[0]))
@@ -112,11 +112,13 @@ def test_cuda_validation_messages(rng):
     x = np.ones((2, 4), np.float32)
     with pytest.raises(TypeError, match=r"x must be float32 for device='cuda', got float64; use x.astype"):
         na.linear(x.astype(np.float64), w, device="cuda")
-    with pytest.raises(ValueError, match="x must have 4 features"):
+    with pytest.raises(TypeError, match=r"B must be float32 for device='cuda', got float64; use B.astype"):
+        na.spmm(w, np.ones((4, 2)), device="cuda")
+    with pytest.raises(ValueError, match=r"x must have 4 features \(shape \(..., 4\)\)"):
         na.linear(np.ones((2, 3), np.float32), w, device="cuda")
-    with pytest.raises(ValueError, match="activations must be None for a CSRWeight"):
-        na.linear(x, w, device="cuda", activations="int8")
-    with pytest.raises(TypeError, match="dense numpy.ndarray"):
+    with pytest.raises(ValueError, match="activation_quant must be None for a CSRWeight"):
+        na.linear(x, w, device="cuda", activation_quant="int8")
+    with pytest.raises(TypeError):
         na.linear(x, np.ones((5, 4), np.float32), device="cuda")
     with pytest.raises(ValueError, match=r"out must have shape \(2, 5\)"):
         na.linear(x, w, device="cuda", out=np.empty((5, 2), np.float32))
@@ -157,3 +159,86 @@ def test_cuda_array_interface_activations(rng, parity, lib):
     na.linear(dx, w, out=dout, device="cuda")
     parity(np.asarray(back()), ref_linear(x, w))
     parity(na.linear(dx, w, device="cuda").copy_to_host(), ref_linear(x, w))
+
+
+# ------------------------------------------------------------------------------------------------------
+# the device weights in the registry: device=, dtype policy, batch dimensions, the cache
+def test_device_weight_refuses_cpu_and_client(rng):
+    w = _sparse(rng, 5, 4, 0.5)
+    dw = w.to_device()
+    x = np.ones((2, 4), np.float32)
+    with pytest.raises(ValueError, match=r"device='cpu' .* resident on the GPU .* weight.to_host\(\)"):
+        na.linear(x, dw, device="cpu")
+    with pytest.raises(TypeError, match="client= is for sharded weights"):
+        na.formats.spec_for(dw).call(x, dw, None, out=None, device=None, quant=None, client=object())
+    np.testing.assert_array_equal(na.linear(x, dw, device="cuda"), na.linear(x, dw))
+
+
+@pytest.mark.parametrize("arg", ["x", "bias", "out"])
+def test_float64_refused_never_downcast(rng, arg):
+    """float64 operands are a TypeError naming the conversion, with the host or the device weight."""
+    w = _sparse(rng, 5, 4, 0.5)
+    args = {"x": np.ones((2, 4), np.float32), "bias": np.ones(5, np.float32), "out": np.empty((2, 5), np.float32)}
+    args[arg] = args[arg].astype(np.float64)
+    fix = "np.empty" if arg == "out" else f"{arg}.astype"
+    for weight in (w, w.to_device()):
+        with pytest.raises(TypeError, match=rf"{arg} must (be|have dtype) float32 for device='cuda'.*{fix}"):
+            na.linear(args["x"], weight, args["bias"], out=args["out"], device="cuda")
+
+
+def test_batch_dimensions(rng, parity):
+    """x of shape (..., K) gives (..., N), into a new array or a given out."""
+    w = _sparse(rng, 6, 5, 0.5)
+    bias = rng.standard_normal(6).astype(np.float32)
+    for shape in [(2, 3, 5), (1, 2, 1, 5), (0, 3, 5)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        y = na.linear(x, w, bias, device="cuda")
+        assert y.shape == shape[:-1] + (6,)
+        parity(y, ref_linear(x, w, bias))
+    x = rng.standard_normal((2, 3, 5)).astype(np.float32)
+    out = nan_filled((2, 3, 6))
+    assert na.linear(x, w.to_device(), out=out) is out
+    parity(out, ref_linear(x, w))
+    with pytest.raises(ValueError, match=r"out must have shape \(2, 3, 6\)"):
+        na.linear(x, w, device="cuda", out=np.empty((6, 6), np.float32))
+
+
+def test_device_copy_cache_is_not_on_the_host_weight(rng, parity):
+    """The cache of device copies refers to host weights weakly: a host weight with a copy is freed with
+    its last reference, and the copy, kept alone, still runs and rebuilds its host weight."""
+    import gc
+    import weakref
+
+    from numaccel._cuda import formats as device_formats
+
+    w = _sparse(rng, 7, 6, 0.5)
+    dense = w.to_dense()
+    dw = w.to_device()
+    assert w.to_device() is dw and device_formats._cache[w] is dw
+    assert getattr(w, "_device", None) is None
+    ref = weakref.ref(w)
+    del w
+    gc.collect()
+    assert ref() is None
+    x = rng.standard_normal((3, 6)).astype(np.float32)
+    host = dw.to_host()
+    assert isinstance(host, na.CSRWeight) and host is dw.to_host()
+    np.testing.assert_array_equal(host.to_dense(), dense)
+    parity(na.linear(x, dw), ref_linear(x, host))
+
+
+def test_device_weight_protocol(rng):
+    w = _sparse(rng, 5, 4, 0.5)
+    dw = w.to_device()
+    assert isinstance(dw, na.formats.WeightFormat)
+    assert na.formats.name_of(dw) == "cuda-csr" and na.formats.spec_for(dw).device == "cuda"
+    assert dw.nbytes == w.nbytes and dw.density == w.density and dw.nnz == w.nnz
+    np.testing.assert_array_equal(na.formats.to_dense(dw), w.to_dense())
+    _, arrays, params = na.formats.to_arrays(dw)
+    _, host_arrays, host_params = na.formats.to_arrays(w)
+    assert params == host_params and all(arrays[a] is host_arrays[a] for a in host_arrays)
+    assert dw.result_dtype(np.float64) == np.float32
+    with pytest.raises(TypeError, match="not split into row blocks"):
+        na.formats.row_block(dw, 0, 2)
+    with pytest.raises(TypeError, match=r"load the host weight and call .to_device\(\)"):
+        na.formats.from_arrays("cuda-csr", arrays, params)

@@ -17,8 +17,9 @@ from reference import ref_linear, ref_spmm
 import numaccel as na
 from numaccel import _config
 from numaccel._kernels import csr_cpu
+from numaccel.plan import csr as plan_csr
 
-HAS_AVX512 = _config._host_has_avx512() and _config._jit_enabled()  # the register-tile kernel can run
+HAS_AVX512 = "avx512f" in _config.cpu_features()  # the register-tile kernel can run
 PATHS = ["tiles", "portable"] if HAS_AVX512 else ["portable"]
 
 
@@ -110,7 +111,7 @@ def test_every_row_length(rng, monkeypatch, path, dispatch, max_width):
     16 and 32 nonzeros at batch 1, 4 in the portable kernels) and a tail, each row checked on its own (a
     whole-output norm could hide one short row). The slab width only matters to the tile kernel."""
     monkeypatch.setattr(_config, "CSR_TILE_MAX_WIDTH", max_width)
-    n, k = max(4 * _config.CSR_TILE_ACC_SETS, 64) + 6, 97
+    n, k = max(4 * csr_cpu.TILE_ACC_SETS, 64) + 6, 97
     rows = [np.sort(rng.choice(k, size=i, replace=False)) for i in range(n)]
     indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int32)
     indices = np.concatenate(rows).astype(np.int32)
@@ -139,9 +140,14 @@ def test_spmm_parity(rng, parity, path, dtype):
 def test_spmm_scipy_input(rng, parity):
     m = sp.random_array((30, 40), density=0.2, rng=rng, format="coo")
     bm = rng.standard_normal((40, 9)).astype(np.float32)
-    ref = ref_spmm(m.astype(np.float32).toarray(), bm)
-    parity(na.spmm(m, bm), ref)
-    parity(na.spmm(m.tocsr(), bm[:, 0]), ref[:, 0])
+    # float64 values stay float64 (nothing is downcast): the result is float64, to float64 accuracy
+    ref = ref_spmm(m.toarray(), bm)
+    parity(na.spmm(m, bm), ref, dtype=np.float64, rtol=1e-13)
+    parity(na.spmm(m.tocsr(), bm[:, 0]), ref[:, 0], dtype=np.float64, rtol=1e-13)
+    parity(na.spmm(m, bm.astype(np.float64)), ref, dtype=np.float64, rtol=1e-13)
+    # float32 values with float32 B: float32, through the same kernels as a CSRWeight
+    m32 = m.astype(np.float32)
+    parity(na.spmm(m32, bm), ref_spmm(m32.toarray(), bm))
 
 
 @pytest.mark.parametrize("b", [1, 8, 64])
@@ -184,14 +190,14 @@ def test_int64_indptr_kernels(rng, parity):
     """Weights with nnz >= 2**31 keep an int64 indptr; the kernels take either width."""
     w = make_weight(rng, 40, 50, 0.3)
     indptr = w.indptr.astype(np.int64)
-    bounds = w._chunk_bounds()
+    bounds = plan_csr.chunk_bounds(w)
     x = rng.standard_normal((12, 50)).astype(np.float32)
     out = nan_out((40,), np.float32)
-    csr_cpu._spmv_csr_rows(indptr, w._kidx, w.data, bounds, x[0], out)
+    csr_cpu._spmv_csr_rows(indptr, w.indices, w.data, bounds, x[0], out)
     parity(out, ref_linear(x[0], w))
     out2 = nan_out((12, 40), np.float32)
     scratch = np.empty((bounds.size - 1, 12), np.float32)
-    csr_cpu._spmm_csr_rows(indptr, w._kidx, w.data, bounds, np.ascontiguousarray(x.T), scratch, True, out2)
+    csr_cpu._spmm_csr_rows(indptr, w.indices, w.data, bounds, np.ascontiguousarray(x.T), scratch, True, out2)
     parity(out2, ref_linear(x, w))
     if HAS_AVX512:
         slabs = np.empty((1, 50, 16), np.float32)
@@ -199,7 +205,7 @@ def test_int64_indptr_kernels(rng, parity):
         for group in (1, 5):
             out3 = nan_out((12, 40), np.float32)
             scratch = np.empty((bounds.size - 1, group, 16), np.float32)
-            csr_cpu._spmm_csr_tiles(indptr, w._kidx, w.data, bounds, slabs, scratch, 4, True, out3)
+            csr_cpu._spmm_csr_tiles(indptr, w.indices, w.data, bounds, slabs, scratch, 4, True, out3)
             parity(out3, ref_linear(x, w))
 
 
@@ -222,7 +228,7 @@ def test_row_bounds_balance_nonzeros():
     indptr = np.concatenate([[0], np.cumsum(counts)])
     rows = [np.arange(c) for c in counts]
     w = na.CSRWeight(indptr, np.concatenate(rows), np.ones(indptr[-1]), shape=(10, 100))
-    b = w._row_bounds(2)
+    b = plan_csr.row_bounds(w, 2)
     assert b[0] == 0 and b[-1] == 10 and np.all(np.diff(b) > 0)
     heavy = [int(np.sum(counts[b[i]:b[i + 1]])) for i in range(b.size - 1)]
     assert max(heavy) <= 110
@@ -268,7 +274,7 @@ def test_serial_threshold_sides(rng, parity, path, side, b):
     W = np.zeros(n * k, np.float32)
     W[flat] = rng.standard_normal(nnz).astype(np.float32) + 3
     w = na.CSRWeight.from_dense(W.reshape(n, k))
-    assert w._serial(b) == (side == "below")
+    assert plan_csr.serial(w.nnz, w.shape, b) == (side == "below")
     x = rng.standard_normal((b, k)).astype(np.float32)
     parity(na.linear(x, w, out=nan_out((b, n), np.float32)), ref_linear(x, w))
     parity(na.linear(x[0], w, out=nan_out((n,), np.float32)), ref_linear(x[0], w))

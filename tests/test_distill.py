@@ -8,7 +8,7 @@ from reference import ref_cross_entropy, ref_kd_loss
 
 import numaccel as na
 from numaccel import nn
-from numaccel.train import cross_entropy
+from numaccel.training import cross_entropy
 
 
 @pytest.fixture

@@ -40,14 +40,14 @@ def test_linear_w8a8(rng, parity, group_size, symmetric):
     x[1] = 0  # an all-zero row: scale 0, codes 0
     bias = rng.standard_normal(n).astype(np.float32)
     out = nan_filled((b, n))
-    na.linear(x, qw, bias, out=out, device="cuda", activations="int8")
+    na.linear(x, qw, bias, out=out, device="cuda", activation_quant="int8")
     parity(out, ref_linear_w8a8(x, qw, bias), rtol=1e-4)
 
 
 def test_w8a8_vector_on_device(rng, parity):
     qw = na.quantize(rng.standard_normal((6, 10)), group_size=4)
     x = rng.standard_normal(10).astype(np.float32)
-    y = na.linear(cuda.to_device(x), qw.to_device(), activations="int8")
+    y = na.linear(cuda.to_device(x), qw.to_device(), activation_quant="int8")
     assert getattr(y, "__cuda_ndarray__", False)
     parity(y.copy_to_host(), ref_linear_w8a8(x, qw), rtol=1e-4)
 
@@ -87,7 +87,7 @@ def test_int8_edge_cases(rng, parity, case):
 @pytest.mark.parametrize("group_size", [None, 3, 8], ids=lambda g: f"group_size={g}")
 def test_packed_word_layout(rng, group_size):
     """The group-padded int32 words hold every code exactly, and zeros on the padding."""
-    from numaccel._cuda import _pack_int8
+    from numaccel._cuda.formats import _pack_int8
 
     q = rng.integers(-128, 128, size=(5, 11), dtype=np.int8)
     words, kmap, gs, gw = _pack_int8(q, group_size)
@@ -119,14 +119,14 @@ def test_dp4a_stand_in_is_exact(rng):
 
 def test_int8_cuda_validation(rng):
     qw = na.quantize(rng.standard_normal((4, 6)))
-    with pytest.raises(ValueError, match="activations must be None or 'int8' for an Int8Weight"):
-        na.linear(np.ones(6, np.float32), qw, device="cuda", activations="int4")
+    with pytest.raises(ValueError, match="activation_quant must be None or 'int8'"):
+        na.linear(np.ones(6, np.float32), qw, device="cuda", activation_quant="int4")
     with pytest.raises(ValueError, match="x must have 6 features"):
         na.linear(np.ones(5, np.float32), qw, device="cuda")
 
 
 @pytest.mark.parametrize(
-    "n,k,b,group_size,activations",
+    "n,k,b,group_size,activation_quant",
     [
         (3, 2100, 1, 7, None),  # GEMV over two shared-memory chunks of x, groups across the boundary
         (70, 9, 66, None, None),  # GEMM over 2 x 2 output tiles
@@ -134,13 +134,13 @@ def test_int8_cuda_validation(rng):
     ],
     ids=lambda v: str(v),
 )
-def test_int8_multi_block(rng, parity, n, k, b, group_size, activations):
+def test_int8_multi_block(rng, parity, n, k, b, group_size, activation_quant):
     qw = na.quantize(rng.standard_normal((n, k)), group_size=group_size, symmetric=False)
     x = rng.standard_normal((b, k)).astype(np.float32)
     out = nan_filled((b, n))
-    na.linear(x, qw, out=out, device="cuda", activations=activations)
-    want = ref_linear(x, qw) if activations is None else ref_linear_w8a8(x, qw)
-    parity(out, want, rtol=1e-5 if activations is None else 1e-4)
+    na.linear(x, qw, out=out, device="cuda", activation_quant=activation_quant)
+    want = ref_linear(x, qw) if activation_quant is None else ref_linear_w8a8(x, qw)
+    parity(out, want, rtol=1e-5 if activation_quant is None else 1e-4)
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -148,9 +148,9 @@ def test_int8_multi_block(rng, parity, n, k, b, group_size, activations):
 def test_w8a8_long_rows_split_into_chunks(rng, parity, monkeypatch):
     """A row longer than W8A8's exact int32 limit is stored as equal chunks (same codes, the row's scale and
     zero point in each); the limit is lowered to 10 features so that the simulator can run it."""
-    import numaccel.quant as quant
+    import numaccel.plan.int8 as plan_int8
 
-    monkeypatch.setattr(quant, "_W8A8_SUM_MAX", 127 * 255 * 10 + 3)
+    monkeypatch.setattr(plan_int8, "_W8A8_SUM_MAX", 127 * 255 * 10 + 3)
     n, k = 5, 30
     qw = na.quantize(rng.standard_normal((n, k)), symmetric=False)
     dw = qw.to_device()
@@ -159,7 +159,7 @@ def test_w8a8_long_rows_split_into_chunks(rng, parity, monkeypatch):
     for b in (1, 3):
         x = rng.standard_normal((b, k)).astype(np.float32)
         out = nan_filled((b, n))
-        na.linear(x, qw, out=out, device="cuda", activations="int8")
+        na.linear(x, qw, out=out, device="cuda", activation_quant="int8")
         parity(out, ref_linear_w8a8(x, qw), rtol=1e-4)
         out = nan_filled((b, n))
         na.linear(x, qw, out=out, device="cuda")
@@ -172,7 +172,7 @@ def test_w8a8_refuses_several_long_groups(rng):
     q = rng.integers(-128, 128, size=(2, k)).astype(np.int8)
     qw = na.Int8Weight(q, np.ones((2, 2), np.float32), np.ones((2, 2), np.int8), group_size=limit + 1)
     with pytest.raises(ValueError, match=f"exact for groups of up to {limit} features with zero points"):
-        na.linear(np.ones((1, k), np.float32), qw, device="cuda", activations="int8")
+        na.linear(np.ones((1, k), np.float32), qw, device="cuda", activation_quant="int8")
 
 
 def test_w8a8_nonfinite_activations_propagate(rng, parity):
@@ -181,10 +181,10 @@ def test_w8a8_nonfinite_activations_propagate(rng, parity):
     x = rng.standard_normal((3, 8)).astype(np.float32)
     x[1, 2] = np.nan
     x[2, 3] = -np.inf
-    y = na.linear(x, qw, device="cuda", activations="int8")
+    y = na.linear(x, qw, device="cuda", activation_quant="int8")
     parity(y[0], ref_linear_w8a8(x[:1], qw)[0], rtol=1e-4)
     assert np.isnan(y[1:]).all()
-    assert np.isnan(na.linear(x[2], qw, device="cuda", activations="int8")).all()
+    assert np.isnan(na.linear(x[2], qw, device="cuda", activation_quant="int8")).all()
 
 
 def test_dp4a_stand_in_wraps_like_the_instruction():
@@ -234,8 +234,27 @@ def test_w8a8_weight_bound(parity):
     x = np.ones((2, k), np.float32)
     edge = f32_max / (127 * 127 * k)
     inside = _codes_weight(k, edge * 0.999, False)
-    parity(na.linear(x, inside, device="cuda", activations="int8"), ref_linear_w8a8(x, inside), rtol=1e-4)
+    parity(na.linear(x, inside, device="cuda", activation_quant="int8"), ref_linear_w8a8(x, inside), rtol=1e-4)
     outside = _codes_weight(k, edge * 1.001, False)
     assert np.isfinite(ref_linear_w8a8(x, outside)).all()
     with np.errstate(over="ignore"):
-        assert np.isinf(na.linear(x, outside, device="cuda", activations="int8")).all()
+        assert np.isinf(na.linear(x, outside, device="cuda", activation_quant="int8")).all()
+
+
+def test_int8_device_weight_in_the_registry(rng, parity):
+    """(..., K) activations, device='cpu' refused for the device copy, float64 refused, W8A8 with a device
+    weight, and the protocol of the copy (name, dense form, saved arrays)."""
+    qw = na.quantize(rng.standard_normal((6, 10)), group_size=4, symmetric=False)
+    dw = qw.to_device()
+    assert na.formats.name_of(dw) == "cuda-int8"
+    np.testing.assert_array_equal(na.formats.to_dense(dw), qw.to_dense())
+    assert na.formats.to_arrays(dw)[1:] == na.formats.to_arrays(qw)[1:]
+    x = rng.standard_normal((2, 1, 10)).astype(np.float32)
+    for quant, ref, rtol in ((None, ref_linear, None), ("int8", ref_linear_w8a8, 1e-4)):
+        y = na.linear(x, dw, activation_quant=quant)
+        assert y.shape == (2, 1, 6)
+        parity(y, ref(x.reshape(2, 10), qw).reshape(2, 1, 6), rtol=rtol)
+    with pytest.raises(ValueError, match=r"device='cpu' .* weight.to_host\(\)"):
+        na.linear(x, dw, device="cpu")
+    with pytest.raises(TypeError, match=r"x must be float32 for device='cuda', got float64; use x.astype"):
+        na.linear(x.astype(np.float64), dw)

@@ -10,15 +10,15 @@ import pytest
 from reference import ref_int_matmul, ref_linear, ref_linear_w8a8
 
 import numaccel as na
-import numaccel.quant as quant
-from numaccel._kernels import vnni_x86
+import numaccel.plan.int8 as quant
+from numaccel._kernels import int8_tiles_x86
 
 # (N, K, B): N not a multiple of the 64-row panel, odd K, K smaller than a group, B = 1, an empty batch,
 # and a batch large enough for the activations to be copied into several blocks of the reduction axis
 SHAPES = [(37, 301, 5), (130, 64, 1), (64, 200, 13), (70, 150, 7), (3, 20, 2), (1, 1, 1), (9, 40, 0),
           (70, 1101, 20)]
 GROUPS = [None, 32, 64, 128, 100]
-NO_VNNI = pytest.mark.skipif(not vnni_x86.HAVE_VNNI, reason="no AVX-512 VNNI on the CPU Numba compiles for")
+NO_VNNI = pytest.mark.skipif(not int8_tiles_x86.HAVE_VNNI, reason="no AVX-512 VNNI on the CPU Numba compiles for")
 PATHS = [
     pytest.param(True, id="vnni", marks=NO_VNNI),
     pytest.param(False, id="portable"),
@@ -57,7 +57,7 @@ def test_weight_only_parity(rng, parity, shape, group_size, symmetric, dtype):
 def test_w8a8_parity(rng, parity, w8a8_path, shape, group_size, symmetric):
     _, qw, x = _case(rng, shape, group_size, symmetric, np.float32)
     out = np.full((x.shape[0], qw.shape[0]), np.nan, dtype=np.float32)
-    y = na.linear(x, qw, out=out, activations="int8")
+    y = na.linear(x, qw, out=out, activation_quant="int8")
     parity(y, ref_linear_w8a8(x, qw))
 
 
@@ -76,7 +76,7 @@ def test_w8a8_exact_integers(rng, w8a8_path, group_size, symmetric):
     x = rng.integers(-127, 128, size=(b, k)).astype(np.float32)
     x[:, 0] = 127
     x[3, 0] = -127
-    y = na.linear(x, qw, activations="int8")
+    y = na.linear(x, qw, activation_quant="int8")
     ref = ref_int_matmul(x.astype(np.int64), q)
     if zps is not None:
         zfull = np.repeat(zps.reshape(n, -1), group_size or k, axis=1)[:, :k]
@@ -90,7 +90,7 @@ def test_nonfinite_activations_propagate(rng):
     x[1, 4] = np.nan
     x[2, 5] = np.inf
     for act in (None, "int8"):
-        y = na.linear(x, qw, activations=act)
+        y = na.linear(x, qw, activation_quant=act)
         assert np.isfinite(y[0]).all()
         assert np.isnan(y[1]).all() and not np.isfinite(y[2]).any()
 
@@ -103,7 +103,7 @@ def test_layouts_vector_and_bias(rng, parity):
     xs = rng.standard_normal((6, 180)).astype(np.float32)[:, ::2]
     parity(na.linear(xs, qw), ref_linear(xs, qw))
     v = rng.standard_normal(90).astype(np.float32)
-    y = na.linear(v, qw, bias, activations="int8")
+    y = na.linear(v, qw, bias, activation_quant="int8")
     assert y.shape == (70,)
     parity(y, ref_linear_w8a8(v, qw, bias))
 
@@ -113,8 +113,8 @@ def test_zero_features_and_bad_activations(rng):
     out = np.full((2, 4), np.nan, np.float32)
     np.testing.assert_array_equal(na.linear(np.zeros((2, 0), np.float32), qw, out=out), 0.0)
     qw = na.quantize(rng.standard_normal((4, 8)).astype(np.float32))
-    with pytest.raises(ValueError, match="activations"):
-        na.linear(np.ones((2, 8), np.float32), qw, activations="int4")
+    with pytest.raises(ValueError, match="activation_quant must be None or .int8."):
+        na.linear(np.ones((2, 8), np.float32), qw, activation_quant="int4")
 
 
 def test_concurrent_calls_from_threads(rng):
@@ -137,7 +137,7 @@ def test_concurrent_calls_from_threads(rng):
 
 
 def test_env_var_forces_portable_path():
-    code = "import numaccel.quant as q; print(q._USE_VNNI)"
+    code = "import numaccel.plan.int8 as q; print(q._USE_VNNI)"
     env = dict(os.environ, NUMACCEL_NO_VNNI="1")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert res.stdout.strip() == "False"
@@ -160,7 +160,7 @@ def test_w8a8_error_not_above_torch_dynamic(rng):
     with torch.no_grad():
         y_torch = model(torch.from_numpy(x)).numpy()
     ref = ref_linear(x, W)
-    y = na.linear(x, na.quantize(W), activations="int8")
+    y = na.linear(x, na.quantize(W), activation_quant="int8")
     err = np.linalg.norm(y - ref) / np.linalg.norm(ref)
     err_torch = np.linalg.norm(y_torch - ref) / np.linalg.norm(ref)
     assert err <= err_torch, (err, err_torch)

@@ -19,17 +19,17 @@ import pytest
 from reference import ref_linear, ref_linear_w8a8
 
 import numaccel as na
-import numaccel.quant as quant
-import numaccel.sparse as sparse
+import numaccel.formats.csr as sparse
+import numaccel.plan.int8 as quant
 from numaccel import _config
-from numaccel._kernels import vnni_x86
+from numaccel._kernels import int8_tiles_x86
 
 F32_MAX = float(np.finfo(np.float32).max)
 F64_MAX = float(np.finfo(np.float64).max)
 NO_ZP_LIMIT = 132_104  # (2**31 - 1) // (127 * 128)
 ZP_LIMIT = 66_311  # (2**31 - 1) // (127 * 255)
 
-NO_VNNI = pytest.mark.skipif(not vnni_x86.HAVE_VNNI, reason="no AVX-512 VNNI on the CPU Numba compiles for")
+NO_VNNI = pytest.mark.skipif(not int8_tiles_x86.HAVE_VNNI, reason="no AVX-512 VNNI on the CPU Numba compiles for")
 
 
 @pytest.fixture(params=[pytest.param(True, id="vnni", marks=NO_VNNI), pytest.param(False, id="portable")])
@@ -41,8 +41,8 @@ def w8a8_path(request, monkeypatch):
 # ------------------------------------------------------------------------------------------------------
 # W8A8: exact int32 sums
 def test_limits_match_int32():
-    assert quant._w8a8_max_group(False) == NO_ZP_LIMIT
-    assert quant._w8a8_max_group(True) == ZP_LIMIT
+    assert quant.w8a8_max_group(False) == NO_ZP_LIMIT
+    assert quant.w8a8_max_group(True) == ZP_LIMIT
     assert 127 * 128 * NO_ZP_LIMIT <= 2**31 - 1 < 127 * 128 * (NO_ZP_LIMIT + 1)
     assert 127 * 255 * ZP_LIMIT <= 2**31 - 1 < 127 * 255 * (ZP_LIMIT + 1)
 
@@ -116,7 +116,7 @@ def test_w8a8_int32_boundary(parity, w8a8_path, k, has_zp, b):
     x = _extreme_activations(k, b)
     ref = ref_linear_w8a8(x, qw)
     assert np.abs(ref).max() > (2**31 - 1) - 127 * 255 * 2  # the boundary is really reached
-    y = na.linear(x if b > 1 else x[0], qw, activations="int8")
+    y = na.linear(x if b > 1 else x[0], qw, activation_quant="int8")
     parity(y, ref if b > 1 else ref[0], rtol=1e-6)
 
 
@@ -127,7 +127,7 @@ def test_w8a8_long_rows_of_ones(parity, w8a8_path, symmetric, b):
     k = 140_000
     qw = na.quantize(np.ones((16, k), np.float32), symmetric=symmetric)
     x = np.ones((b, k), np.float32)
-    y = na.linear(x, qw, activations="int8")
+    y = na.linear(x, qw, activation_quant="int8")
     parity(y, ref_linear_w8a8(x, qw), rtol=1e-6)
     np.testing.assert_allclose(y, k, rtol=1e-6)
 
@@ -138,7 +138,7 @@ def test_w8a8_single_long_group(parity, w8a8_path):
     qw = _extreme_weight(k, True)
     qw = na.Int8Weight(qw.qweight, np.ones((3, 1), np.float32), qw.zero_points[:, None], group_size=200_000)
     x = _extreme_activations(k, 3)
-    parity(na.linear(x, qw, activations="int8"), ref_linear_w8a8(x, qw), rtol=1e-6)
+    parity(na.linear(x, qw, activation_quant="int8"), ref_linear_w8a8(x, qw), rtol=1e-6)
 
 
 def test_w8a8_groups_at_the_limit(parity, w8a8_path):
@@ -148,7 +148,7 @@ def test_w8a8_groups_at_the_limit(parity, w8a8_path):
     zps = np.repeat(base.zero_points[:, None], 2, axis=1)
     qw = na.Int8Weight(base.qweight, np.ones((3, 2), np.float32), zps, group_size=ZP_LIMIT)
     x = _extreme_activations(k, 2)
-    parity(na.linear(x, qw, activations="int8"), ref_linear_w8a8(x, qw), rtol=1e-6)
+    parity(na.linear(x, qw, activation_quant="int8"), ref_linear_w8a8(x, qw), rtol=1e-6)
 
 
 def test_w8a8_refuses_several_long_groups(rng, parity):
@@ -158,11 +158,11 @@ def test_w8a8_refuses_several_long_groups(rng, parity):
     x = rng.standard_normal((2, k)).astype(np.float32)
     with pytest.raises(ValueError, match=f"exact for groups of up to {ZP_LIMIT} features with zero points; "
                                          f"this weight has group_size={ZP_LIMIT + 1} with 2 groups per row"):
-        na.linear(x, qw, activations="int8")
+        na.linear(x, qw, activation_quant="int8")
     parity(na.linear(x, qw), ref_linear(x, qw))  # weight-only has no such limit
     # without zero points the same groups are within the limit
     qs = na.Int8Weight(q, np.ones((2, 2), np.float32), group_size=ZP_LIMIT + 1)
-    parity(na.linear(x, qs, activations="int8"), ref_linear_w8a8(x, qs), rtol=1e-5)
+    parity(na.linear(x, qs, activation_quant="int8"), ref_linear_w8a8(x, qs), rtol=1e-5)
 
 
 def test_w8a8_chunks_with_a_small_limit(rng, parity, w8a8_path, monkeypatch):
@@ -172,10 +172,10 @@ def test_w8a8_chunks_with_a_small_limit(rng, parity, w8a8_path, monkeypatch):
         qw = na.quantize(rng.standard_normal((70, k)).astype(np.float32), symmetric=symmetric)
         x = rng.standard_normal((b, k)).astype(np.float32)
         out = np.full((b, 70), np.nan, np.float32)
-        na.linear(x, qw, out=out, activations="int8")
+        na.linear(x, qw, out=out, activation_quant="int8")
         parity(out, ref_linear_w8a8(x, qw), rtol=1e-5)
-        gs, s8, _ = qw._w8a8_groups()
-        assert (s8.shape[1] > 1) == (k > quant._w8a8_max_group(not symmetric))
+        gs, s8, _ = quant.w8a8_groups(qw)
+        assert (s8.shape[1] > 1) == (k > quant.w8a8_max_group(not symmetric))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -230,11 +230,11 @@ def test_w8a8_weight_bound(w8a8_path, parity, b):
     x = np.ones((b, k), np.float32)
     edge = F32_MAX / (127 * 127 * k)
     inside = _codes_weight(k, edge * 0.999, False)
-    parity(na.linear(x, inside, activations="int8"), ref_linear_w8a8(x, inside), rtol=1e-5)
+    parity(na.linear(x, inside, activation_quant="int8"), ref_linear_w8a8(x, inside), rtol=1e-5)
     outside = _codes_weight(k, edge * 1.001, False)
     assert np.isfinite(ref_linear_w8a8(x, outside)).all()
     with np.errstate(over="ignore"):
-        assert np.isinf(na.linear(x, outside, activations="int8")).all()
+        assert np.isinf(na.linear(x, outside, activation_quant="int8")).all()
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -249,7 +249,7 @@ def test_w8a8_tiny_float64_rows(rng, w8a8_path, parity, b):
     for amax in (1e-300, edge * 1.0001, edge * 0.9999, 1e-308, 1e-312, 1e-318):
         x = rng.standard_normal((b, 64))
         x *= amax / np.abs(x).max(axis=1, keepdims=True)
-        y = na.linear(x, qw, activations="int8")
+        y = na.linear(x, qw, activation_quant="int8")
         assert y.dtype == np.float64
         parity(y / amax, ref_linear_w8a8(x, qw) / amax, rtol=1e-5)  # scaled: the norms would underflow
         parity(y / amax, ref_linear(x, qw) / amax, rtol=2e-2)
@@ -260,7 +260,7 @@ def test_w8a8_float64_row_below_the_scale_is_zero(w8a8_path):
     qw = na.quantize(np.ones((3, 4), np.float32))
     x = np.full((2, 4), 1e-322)
     x[1] = 1e-300
-    y = na.linear(x, qw, activations="int8")
+    y = na.linear(x, qw, activation_quant="int8")
     np.testing.assert_array_equal(y[0], 0.0)
     np.testing.assert_allclose(y[1] / 1e-300, 4.0, rtol=1e-2)
 
@@ -286,7 +286,7 @@ def test_csr_column_ids_at_uint16_edge(rng, parity, csr_path, dispatch, k):
     w = na.CSRWeight(indptr, indices, data, (len(cols), k))
     id_bytes = 2 if k <= 65_536 else 4
     assert w.nbytes == w.indptr.nbytes + (id_bytes + 4) * w.nnz
-    assert w.indices.dtype == np.int32
+    assert w.indices.dtype == (np.uint16 if k <= 65_536 else np.int32)
     np.testing.assert_array_equal(w.indices, indices)
     dense = w.to_dense()
     rows = np.repeat(np.arange(len(cols)), np.diff(indptr))

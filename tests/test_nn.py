@@ -73,30 +73,133 @@ def test_init_is_seeded_and_sized():
     assert a.nbytes == 4 * a.num_params
 
 
-class _DuckWeight:
-    """A weight format numaccel does not know: anything with ``shape`` that ``linear`` dispatches."""
+class _Scaled(na.formats.WeightFormat):
+    """A small format of this test's own: ``W = scale * base``, registered below (nothing in numaccel knows it)."""
 
-    def __init__(self, W):
-        self.W = W
-        self.shape = W.shape
-        self.nbytes = W.nbytes
+    def __init__(self, base, scale):
+        self.base = np.array(base, dtype=np.float32)
+        self.base.setflags(write=False)
+        self.scale = float(scale)
 
-    def _linear(self, x, out, *, activations=None):
-        np.matmul(x, self.W.T, out=out)
+    shape = property(lambda self: self.base.shape)
+    nbytes = property(lambda self: self.base.nbytes)
+
+    def to_dense(self):
+        return self.scale * self.base
+
+    def row_block(self, start, stop):
+        return _Scaled(self.base[start:stop], self.scale)
+
+    def to_arrays(self):
+        return {"base": self.base}, {"scale": self.scale}
+
+    @classmethod
+    def from_arrays(cls, arrays, params):
+        return cls(arrays["base"], params["scale"])
 
 
-def test_linear_accepts_any_weight_linear_dispatches(rng, parity):
+def _scaled_linear(w, x, out, quant):
+    if quant is not None:
+        raise ValueError(f"activation_quant={quant!r} is not supported for _Scaled")
+    np.matmul(x, w.base.T, out=out)
+    out *= w.scale
+
+
+na.formats.register(_Scaled, name="test-nn-scaled", linear=_scaled_linear)
+
+
+def test_linear_accepts_any_registered_format(rng, parity):
     W = rng.standard_normal((4, 3)).astype(np.float32)
-    net = nn.MLP.from_arrays([_DuckWeight(W), np.eye(4, dtype=np.float32)])
+    net = nn.MLP.from_arrays([_Scaled(W, 2.0), np.eye(4, dtype=np.float32)])
     x = rng.standard_normal((2, 3)).astype(np.float32)
-    parity(net(x), ref_mlp(x, [W, np.eye(4)], [None, None], "relu"))
-    assert net.linears[0].format == "_DuckWeight"
+    parity(net(x), ref_mlp(x, [2.0 * W.astype(np.float64), np.eye(4)], [None, None], "relu"))
+    layer = net.linears[0]
+    assert layer.format == "test-nn-scaled" and layer.nbytes == W.nbytes
+    np.testing.assert_array_equal(layer.dense_weight(), 2.0 * W)
+    assert net.summary()[0] == {"layer": 0, "shape": (4, 3), "format": "test-nn-scaled", "density": 1.0,
+                                "bytes": W.nbytes}
+
+
+def test_unregistered_weights_are_refused_naming_the_registered_formats():
+    class Unknown:
+        shape = (2, 2)
+        nbytes = 16
+
+    with pytest.raises(TypeError, match=r"registered format \(.*csr.*int8.*\), got Unknown"):
+        nn.Linear(Unknown())
+
+
+def test_scipy_sparse_weight_names_the_conversion():
+    sp = pytest.importorskip("scipy.sparse")
+    with pytest.raises(TypeError, match=r"CSRWeight\.from_scipy"):
+        nn.Linear(sp.csr_matrix(np.eye(3, dtype=np.float32)))
 
 
 def test_sharded_weight_is_a_layer_weight(rng):
     W = rng.standard_normal((8, 4)).astype(np.float32)
-    net = nn.MLP.from_arrays([na.shard(W, 2)])
-    assert net.sizes == [4, 8] and net.summary()[0]["format"] == "ShardedWeight"
+    sw = na.shard(W, 2)
+    net = nn.MLP.from_arrays([sw])
+    assert net.sizes == [4, 8] and net.summary()[0]["format"] == na.formats.name_of(sw)
+
+
+def test_public_names():
+    assert sorted(nn.__all__) == ["GELU", "Linear", "MLP", "ReLU", "Sequential"]
+    for name in nn.__all__:
+        assert getattr(nn, name).__module__.startswith("numaccel.nn.")
+    for gone in ("weight_format", "densify", "as_model", "as_inputs", "erf"):
+        assert not hasattr(nn, gone)
+
+
+# --------------------------------------------------------------------------------------------------
+# dtypes: biases keep theirs, nothing is downcast
+
+@pytest.mark.parametrize("bias_dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("weight_dtype", [np.float32, np.float64])
+def test_bias_keeps_its_dtype(rng, parity, weight_dtype, bias_dtype):
+    W = rng.standard_normal((5, 4)).astype(weight_dtype)
+    b = rng.standard_normal(5).astype(bias_dtype)
+    layer = nn.Linear(W, b)
+    assert layer.bias.dtype == bias_dtype and np.array_equal(layer.bias, b)
+    assert layer.bias is not b  # a copy
+    x = rng.standard_normal((3, 4)).astype(np.float32)
+    y = layer(x)
+    assert y.dtype == np.result_type(x.dtype, weight_dtype, bias_dtype)
+    parity(y, ref_linear(x, W, b), dtype=y.dtype)
+
+
+def test_float64_bias_is_not_rounded():
+    b = np.array([1.0 + 2.0**-40, -3.0], np.float64)  # not representable in float32
+    layer = nn.Linear(np.zeros((2, 2), np.float32), b)
+    assert layer.bias.dtype == np.float64 and layer.bias[0] == b[0]
+    y = layer(np.zeros(2, np.float32))
+    assert y.dtype == np.float64 and y[0] == b[0]
+
+
+def test_half_precision_bias_and_weight_widen_to_float32():
+    layer = nn.Linear(np.ones((2, 3), np.float16), np.array([0.5, -1.0], np.float16))
+    assert layer.weight.dtype == np.float32 and layer.bias.dtype == np.float32
+    np.testing.assert_array_equal(layer.bias, [0.5, -1.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_init_dtype_applies_to_weights_and_biases(dtype):
+    net = nn.MLP.init([5, 7, 2], seed=0, dtype=dtype)
+    assert all(layer.weight.dtype == dtype and layer.bias.dtype == dtype for layer in net.linears)
+    ref = nn.MLP.init([5, 7, 2], seed=0, dtype=np.float64)
+    for a, b in zip(net.linears, ref.linears, strict=True):  # the same draws, rounded once to dtype
+        np.testing.assert_array_equal(a.weight, b.weight.astype(dtype))
+        np.testing.assert_array_equal(a.bias, b.bias.astype(dtype))
+    y = net(np.ones(5, np.float32))
+    assert y.dtype == np.result_type(np.float32, dtype)
+
+
+def test_init_default_draws_are_unchanged():
+    """float32 weights and biases drawn in float64 from the seed, in order, then rounded (as before)."""
+    rng = np.random.default_rng(3)
+    w = rng.uniform(-0.5, 0.5, size=(7, 4)).astype(np.float32)
+    b = rng.uniform(-0.5, 0.5, size=7).astype(np.float32)
+    net = nn.MLP.init([4, 7], seed=3)
+    assert np.array_equal(net.linears[0].weight, w) and np.array_equal(net.linears[0].bias, b)
 
 
 def test_summary_reports_format_density_bytes(rng):
@@ -117,7 +220,11 @@ _ONES = np.ones((2, 2), np.float32)
     [
         (lambda: nn.Linear(np.ones((2, 2), np.int32)), TypeError, "float32 or float64"),
         (lambda: nn.Linear(np.ones(3, np.float32)), ValueError, "2-D"),
-        (lambda: nn.Linear("W"), TypeError, "2-D shape"),
+        (lambda: nn.Linear("W"), TypeError, "registered format"),
+        (lambda: nn.Linear(np.ones((2, 2), np.float32), np.ones(2, np.int32)), TypeError, "bias must be float"),
+        (lambda: nn.Linear(np.ones((2, 2), np.float32), [1.0, np.inf]), ValueError, "bias must be finite"),
+        (lambda: nn.MLP.init([4, 2], dtype=np.float16), TypeError, "float32 or numpy.float64"),
+        (lambda: nn.MLP.init([4, 2], dtype="not a dtype"), TypeError, "dtype must be"),
         (lambda: nn.Linear(np.ones((2, 3), np.float32), np.ones(3, np.float32)), ValueError, r"\(2,\)"),
         (lambda: nn.Linear(np.full((2, 2), np.nan, np.float32)), ValueError, "finite"),
         (lambda: nn.MLP.from_arrays([]), ValueError, "at least one"),
@@ -129,12 +236,25 @@ _ONES = np.ones((2, 2), np.float32)
         (lambda: nn.Sequential([nn.ReLU(), 3]), TypeError, r"layers\[1\]"),
         (lambda: nn.GELU(approximate="fast"), ValueError, "approximate"),
     ],
-    ids=["int-weight", "1d-weight", "no-shape", "bias-length", "nan-weight", "empty", "chain", "activation",
+    ids=["int-weight", "1d-weight", "unregistered", "int-bias", "inf-bias", "init-float16", "init-bad-dtype",
+         "bias-length", "nan-weight", "empty", "chain", "activation",
          "biases-length", "one-size", "zero-size", "not-a-layer", "gelu-mode"],
 )
 def test_bad_models_raise(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+def test_models_pass_activation_quant_to_every_linear_call(rng):
+    Ws = [rng.standard_normal((8, 16)).astype(np.float32), rng.standard_normal((3, 8)).astype(np.float32)]
+    qs = [na.quantize(W) for W in Ws]
+    bs = [rng.standard_normal(8).astype(np.float32), None]
+    net = nn.MLP.from_arrays(qs, bs)
+    x = rng.standard_normal((4, 16)).astype(np.float32)
+    h = np.maximum(na.linear(x, qs[0], bs[0], activation_quant="int8"), 0)
+    want = na.linear(h, qs[1], activation_quant="int8")
+    np.testing.assert_array_equal(net(x, activation_quant="int8"), want)
+    assert np.array_equal(net.predict(x, activation_quant="int8"), np.argmax(want, axis=1))
 
 
 def test_wrong_input_features_raise():

@@ -1,13 +1,19 @@
 """Data- and model-parallel ``linear`` on real Dask: the threaded scheduler and a LocalCluster of two
-worker processes on the loopback interface, shared by the whole module, with bounded timeouts."""
+worker processes on the loopback interface, shared by the whole module, with bounded timeouts; the
+embedded threads cluster in this process and in a script run without a ``__main__`` guard."""
 
 from __future__ import annotations
 
 import copy
 import logging
 import os
+import subprocess
+import sys
+import textwrap
 import threading
+import tracemalloc
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +22,8 @@ from hypothesis import strategies as st
 from reference import dense64, ref_linear
 
 import numaccel as na
-from numaccel import parallel
+from numaccel import formats, parallel
+from numaccel.parallel import data, model, threads
 
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
@@ -151,7 +158,7 @@ def test_shard_n_is_validated(n):
     [
         (np.ones((3, 2), np.int64), TypeError, "float32 or float64"),
         (np.ones(3, np.float32), ValueError, "2-D"),
-        ([[1.0, 2.0]], TypeError, "numpy.ndarray, CSRWeight or Int8Weight, got list"),
+        ([[1.0, 2.0]], TypeError, "weight must be a numpy.ndarray or a weight of a registered format .*got list"),
         (na.shard(np.ones((2, 2), np.float32), 2), TypeError, "already a ShardedWeight"),
     ],
     ids=["int-dense", "1-D", "list", "sharded"],
@@ -174,7 +181,101 @@ def test_sharded_weight_copies_without_placements(rng):
     sw = na.shard(make_weight("csr", 6, 5, rng), 2)
     sw2 = copy.deepcopy(sw)
     assert sw2.shape == sw.shape and sw2.bounds.tolist() == sw.bounds.tolist()
-    assert "ShardedWeight(shape=(6, 5), shards=2, format=CSRWeight)" == repr(sw2)
+    assert "ShardedWeight(shape=(6, 5), shards=2, format='csr')" == repr(sw2)
+    assert sw2 not in model._placements  # a copy starts without placements
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_sharded_weight_is_a_registered_format(kind, rng):
+    w = make_weight(kind, 9, 14, rng)
+    sw = na.shard(w, 4)
+    spec = formats.spec_for(sw)
+    assert isinstance(sw, formats.WeightFormat)
+    assert spec.name == formats.name_of(sw) == "sharded" and spec.call is model.linear_sharded
+    assert sw.format == formats.name_of(w)
+    np.testing.assert_array_equal(formats.to_dense(sw), formats.to_dense(w))
+    assert formats.nbytes(sw) == sum(formats.nbytes(s) for s in sw.shards)
+    assert formats.density(sw) == pytest.approx(formats.density(w))
+    assert not formats.is_trainable(sw) and "unsharded" in formats.untrainable_reason(sw)
+    with pytest.raises(TypeError, match="not split by rows again; use the unsharded weight"):
+        formats.row_block(sw, 0, 2)
+    with pytest.raises(TypeError, match="not saved as such; use the unsharded weight"):
+        formats.to_arrays(sw)
+    with pytest.raises(TypeError, match="load the unsharded weight and shard it"):
+        na.ShardedWeight.from_arrays({}, {})
+
+
+class _WholeCallFormat(formats.WeightFormat):
+    """A format that takes whole linear calls (as device-resident weights do); never split by rows."""
+
+    def __init__(self, n=4, k=3):
+        self._shape = (n, k)
+
+    shape = property(lambda self: self._shape)
+    nbytes = property(lambda self: 0)
+
+    def to_dense(self):
+        return np.zeros(self._shape, np.float32)
+
+    def row_block(self, start, stop):
+        return type(self)(stop - start, self._shape[1])
+
+    def to_arrays(self):
+        return {}, {"n": self._shape[0], "k": self._shape[1]}
+
+    @classmethod
+    def from_arrays(cls, arrays, params):
+        return cls(params["n"], params["k"])
+
+
+class _OnDeviceFormat(_WholeCallFormat):
+    pass
+
+
+formats.register(_WholeCallFormat, name="test-parallel-whole-call",
+                 call=lambda x, w, b, *, out, device, quant, client: np.zeros(w.shape[0]))
+formats.register(_OnDeviceFormat, name="test-parallel-on-device", device="cuda",
+                 call=lambda x, w, b, *, out, device, quant, client: np.zeros(w.shape[0]))
+
+
+def test_shard_refuses_whole_call_and_device_resident_weights():
+    with pytest.raises(TypeError, match="'test-parallel-whole-call' takes whole linear calls"):
+        na.shard(_WholeCallFormat(), 2)
+    with pytest.raises(TypeError, match=r"resident on 'cuda' \(format 'test-parallel-on-device'\)"):
+        na.shard(_OnDeviceFormat(), 2)
+    with pytest.raises(TypeError, match=r"shards\[0\] is resident on 'cuda'"):
+        na.ShardedWeight([_OnDeviceFormat()])
+
+
+def test_shard_reads_each_nonzero_a_bounded_number_of_times(monkeypatch):
+    """shard(w, n) is O(nnz), not O(n * nnz): one row_block per shard, each allocating about its own
+    block (measured with tracemalloc, which sees NumPy's allocations), never a full-size array."""
+    W = np.random.default_rng(3).standard_normal((4000, 300)).astype(np.float32)
+    w = na.prune(W, 0.9)  # 120 000 nonzeros
+    n = 800
+    calls = []
+    real = formats.row_block
+
+    def spy(weight, start, stop):
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        block = real(weight, start, stop)
+        calls.append((start, stop, tracemalloc.get_traced_memory()[1] - before, formats.nbytes(block)))
+        return block
+
+    monkeypatch.setattr(formats, "row_block", spy)
+    tracemalloc.start()
+    try:
+        sw = na.shard(w, n)
+    finally:
+        tracemalloc.stop()
+    assert len(calls) == n and [c[:2] for c in calls] == list(zip(sw.bounds[:-1], sw.bounds[1:], strict=True))
+    assert sum(sw.shards[j].nnz for j in range(n)) == w.nnz
+    full = formats.nbytes(w)
+    worst = max(peak - 4 * nbytes for _, _, peak, nbytes in calls)
+    assert worst < full // 20, f"a row_block allocated {worst} bytes beyond 4x its block; the weight has {full}"
+    total = sum(peak for _, _, peak, _ in calls)
+    assert total < 4 * full + 4096 * n, f"shard allocated {total} bytes for a {full}-byte weight"
 
 
 # --------------------------------------------------------------------------------------------------
@@ -216,6 +317,18 @@ def test_data_parallel_with_sharded_weight(kind, rng, parity):
     parity(y.compute(scheduler="threads"), ref_linear(x, w, b))
 
 
+@pytest.mark.parametrize("kind", ["dense", "csr"])
+def test_data_parallel_leading_batch_dimensions(kind, rng, parity):
+    w = make_weight(kind, 7, 10, rng)
+    b = rng.standard_normal(7).astype(np.float32)
+    x = rng.standard_normal((3, 5, 10)).astype(np.float32)
+    y = na.linear(da.from_array(x, chunks=(2, 3, 4)), na.shard(w, 2), b)
+    assert y.shape == (3, 5, 7) and y.chunks == ((2, 1), (3, 2), (4, 3))
+    out = y.compute(scheduler="threads")
+    assert out.dtype == np.float32
+    parity(out, ref_linear(x, w, b))
+
+
 _CSR_FOR_CHUNKS = na.prune(np.random.default_rng(7).standard_normal((11, 23)).astype(np.float32), 0.6)
 _X_FOR_CHUNKS = np.random.default_rng(8).standard_normal((29, 23)).astype(np.float32)
 
@@ -251,14 +364,16 @@ def test_data_parallel_errors(rng):
         na.linear(da.zeros((5, 6), dtype=np.int64), w)
     with pytest.raises(ValueError, match=r"x must have 6 features .* got shape \(5, 7\)"):
         na.linear(da.zeros((5, 7), dtype=np.float32), w)
-    with pytest.raises(ValueError, match="1-D or 2-D"):
-        na.linear(da.zeros((2, 5, 6), dtype=np.float32), w)
+    with pytest.raises(ValueError, match="at least 1 dimension"):
+        na.linear(da.zeros((), dtype=np.float32), w)
     with pytest.raises(ValueError, match=r"bias must have shape \(4,\)"):
         na.linear(x, w, np.zeros(3, np.float32))
-    with pytest.raises(ValueError, match="activations"):
-        na.linear(x, w, activations="int8")
+    with pytest.raises(ValueError, match="activation_quant"):
+        na.linear(x, w, activation_quant="int8")
     with pytest.raises(TypeError, match="weight must be"):
         na.linear(x, "W")
+    with pytest.raises(ValueError, match="weight must be 2-D"):
+        na.linear(x, np.ones(6, np.float32))
 
 
 # --------------------------------------------------------------------------------------------------
@@ -275,9 +390,9 @@ def test_data_parallel_on_cluster(client, kind, rng, parity):
 
 
 def resident_ids():
-    from numaccel import parallel
+    from numaccel.parallel import data
 
-    return {token: id(w) for token, w in parallel._resident.items()}
+    return {token: id(w) for token, w in data._resident.items()}
 
 
 def test_data_parallel_weight_stays_resident_between_computations(client, rng, parity):
@@ -288,12 +403,12 @@ def test_data_parallel_weight_stays_resident_between_computations(client, rng, p
     first = client.run(resident_ids)
     parity(client.compute(na.linear(xd, w)).result(timeout=TIMEOUT), ref_linear(x, w))
     second = client.run(resident_ids)
-    token = f"numaccel-weight-{parallel._weight_token(w)}"
+    token = f"numaccel-weight-{data._weight_token(w)}"
     holders = [addr for addr, ids in first.items() if token in ids]
     assert holders, "no worker kept the weight"
     for addr in holders:  # the object that served the first computation served the second
         assert second[addr][token] == first[addr][token]
-    assert all(len(ids) <= parallel._RESIDENT_MAX for ids in second.values())
+    assert all(len(ids) <= data._RESIDENT_MAX for ids in second.values())
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=["float32", "float64"])
@@ -316,14 +431,16 @@ def test_model_parallel_one_row_per_shard_on_both_workers(client, rng, parity):
     x = rng.standard_normal((6, 12)).astype(np.float32)
     sw = na.shard(w, 5)
     parity(na.linear(x, sw, client=client), ref_linear(x, w))
-    assert len({addr for addr, _ in sw._placed(client)}) == 2
+    assert len({addr for addr, _ in model._placed(sw, client)}) == 2
 
 
 def test_model_parallel_w8a8_matches_local(client, rng):
     w = make_weight("int8", 16, 32, rng)
     x = rng.standard_normal((5, 32)).astype(np.float32)
-    y = na.linear(x, na.shard(w, 2), activations="int8", client=client)
-    np.testing.assert_allclose(y, na.linear(x, w, activations="int8"), rtol=1e-6, atol=1e-6)
+    y = na.linear(x, na.shard(w, 2), activation_quant="int8", client=client)
+    np.testing.assert_allclose(y, na.linear(x, w, activation_quant="int8"), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="activation_quant"):  # refused here, before any task is sent
+        na.linear(x, na.shard(make_weight("csr", 16, 32, rng), 2), activation_quant="int8", client=client)
 
 
 def test_model_parallel_errors(client, rng):
@@ -332,10 +449,37 @@ def test_model_parallel_errors(client, rng):
         na.linear(np.ones((2, 5), np.float32), sw, client=client)
     with pytest.raises(ValueError, match=r"out must have shape \(2, 6\)"):
         na.linear(np.ones((2, 4), np.float32), sw, out=np.empty((2, 5), np.float32), client=client)
-    with pytest.raises(TypeError, match="weight is float64 but x is float32"):
-        na.linear(np.ones((2, 4), np.float32), na.shard(np.ones((6, 4)), 2), client=client)
+    with pytest.raises(TypeError, match="x must be float32 or float64, got int64"):
+        na.linear(np.ones((2, 4), np.int64), sw, client=client)
+    with pytest.raises(ValueError, match=r"bias must have shape \(6,\)"):
+        na.linear(np.ones((2, 4), np.float32), sw, np.zeros(5, np.float32), client=client)
     with pytest.raises(TypeError, match="client= needs a sharded weight"):
         na.linear(np.ones((2, 4), np.float32), np.ones((6, 4), np.float32), client=client)
+
+
+def test_model_parallel_follows_the_local_dtype_policy(client, rng, parity):
+    W64 = rng.standard_normal((6, 4))
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    b64 = rng.standard_normal(6)
+    for w, b in [(W64, None), (W64.astype(np.float32), b64), (make_weight("csr", 6, 4, rng), b64)]:
+        local = na.linear(x, w, b)
+        y = na.linear(x, na.shard(w, 2), b, client=client)
+        assert y.dtype == local.dtype
+        parity(y, ref_linear(x, w, b))
+        with pytest.raises(TypeError, match=f"out must have dtype {local.dtype}"):
+            na.linear(x, na.shard(w, 2), b, out=np.empty((2, 6), np.float16), client=client)
+
+
+def test_model_parallel_leading_batch_dimensions(client, rng):
+    w = make_weight("int8", 9, 16, rng)
+    b = rng.standard_normal(9).astype(np.float32)
+    x = rng.standard_normal((2, 3, 16)).astype(np.float32)
+    sw = na.shard(w, 3)
+    out = np.full((2, 3, 9), np.nan, np.float32)
+    y = na.linear(x, sw, b, out=out, client=client)
+    assert y is out
+    np.testing.assert_array_equal(y, local_by_blocks(x.reshape(6, 16), sw, bias=b).reshape(2, 3, 9))
+    assert na.linear(np.empty((0, 16), np.float32), sw, client=client).shape == (0, 9)
 
 
 def test_model_parallel_timeout_is_bounded(client, rng):
@@ -370,9 +514,9 @@ def test_mlp_with_sharded_layers(client, rng, parity):
 def threads_in_a_block():
     import numba
 
-    from numaccel import parallel
+    from numaccel.parallel import threads
 
-    with parallel._thread_share():
+    with threads._thread_share():
         return numba.get_num_threads()
 
 
@@ -485,7 +629,7 @@ def test_eight_threads_while_dask_computes(client, rng, parity):
 
 
 # --------------------------------------------------------------------------------------------------
-# the embedded default cluster
+# the embedded default cluster: threads in this process
 def test_embedded_cluster_is_sized_to_the_machine_and_reused(rng, parity):
     try:
         distributed.default_client()
@@ -495,13 +639,52 @@ def test_embedded_cluster_is_sized_to_the_machine_and_reused(rng, parity):
     w = make_weight("csr", 8, 10, rng)
     x = rng.standard_normal((3, 10)).astype(np.float32)
     try:
-        parity(na.linear(x, na.shard(w, 2)), ref_linear(x, w))
+        sw = na.shard(w, 2)
+        y = na.linear(x, sw)
+        parity(y, ref_linear(x, w))
+        np.testing.assert_array_equal(y, local_by_blocks(x, sw))
         c = parallel.get_client()
         assert parallel.get_client() is c
         cores = len(os.sched_getaffinity(0))
-        threads = block_threads(c)
-        assert sum(threads) <= max(cores, len(threads)), threads
-        assert all(n == 1 for n in c.nthreads().values())
-        assert all(a.startswith("tcp://127.0.0.1:") for a in c.nthreads())
+        nthreads = c.nthreads()
+        assert len(nthreads) == min(cores, 8) and all(n == 1 for n in nthreads.values())
+        assert all(a.startswith("inproc://") for a in nthreads), "the embedded workers must not listen on a port"
+        assert c.run(os.getpid) == {a: os.getpid() for a in nthreads}, "the embedded workers must be threads here"
+        per_block = block_threads(c)
+        assert sum(per_block) <= max(cores, len(per_block)), per_block
     finally:
         parallel.shutdown()
+    assert threads._caps == {}, "the workers' thread caps outlive the embedded cluster"
+
+
+_SCRIPT = """
+    import numpy as np
+    import numaccel as na
+
+    rng = np.random.default_rng(5)
+    W = rng.standard_normal((12, 20)).astype(np.float32)
+    x = rng.standard_normal((7, 20)).astype(np.float32)
+    y = na.linear(x, na.shard(W, 2))
+    ref = x.astype(np.float64) @ W.T.astype(np.float64)
+    print("dense", float(np.linalg.norm(y - ref) / np.linalg.norm(ref)))
+    w = na.prune(W, 0.6)
+    ys = na.linear(x, na.shard(w, 3))
+    ref = x.astype(np.float64) @ w.to_dense().T.astype(np.float64)
+    print("csr", float(np.linalg.norm(ys - ref) / np.linalg.norm(ref)))
+"""
+
+
+def test_embedded_cluster_in_a_script_without_a_main_guard(tmp_path):
+    """A plain script, no ``if __name__ == "__main__":``, no client=: the embedded cluster starts no
+    process, so nothing re-imports the script (the old process cluster died with "bootstrapping phase")."""
+    script = tmp_path / "plain_script.py"
+    script.write_text(textwrap.dedent(_SCRIPT))
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "bootstrapping" not in proc.stderr and "Nanny failed" not in proc.stderr, proc.stderr[-4000:]
+    errors = dict(line.split() for line in proc.stdout.splitlines())
+    assert set(errors) == {"dense", "csr"}, proc.stdout
+    assert all(float(e) < 1e-5 for e in errors.values()), errors

@@ -246,7 +246,7 @@ def test_pickle_carries_public_arrays_only(rng, group_size, symmetric):
     w = na.quantize(W, group_size=group_size, symmetric=symmetric)
     x = rng.standard_normal((9, 40)).astype(np.float32)
     y = na.linear(x, w)  # builds the kernels' packed copies
-    na.linear(x, w, activations="int8")
+    na.linear(x, w, activation_quant="int8")
     blob = pickle.dumps(w)
     assert len(blob) < w.nbytes + 2048
     w2 = pickle.loads(blob)
@@ -265,6 +265,6 @@ def test_group_size_longer_than_the_row_is_one_group_and_huge_ones_are_refused(r
         w = make(2**61)
         assert w.group_size == 2**61 and w.scales.shape == (3, 1)
         parity(na.linear(x, w), ref_linear(x, w))
-        parity(na.linear(x, w, activations="int8"), ref_linear_w8a8(x, w), rtol=1e-5)
+        parity(na.linear(x, w, activation_quant="int8"), ref_linear_w8a8(x, w), rtol=1e-5)
         with pytest.raises(ValueError, match=r"group_size must be below 2\*\*62"):
             make(2**62)

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from reference import dense64
 
 import numaccel as na
+from numaccel.plan import csr as plan_csr
 
 # --------------------------------------------------------------------------------------------------
 # format and conversions
@@ -31,7 +32,7 @@ def test_from_dense_roundtrip(rng):
     assert w.nnz == np.count_nonzero(W)
     np.testing.assert_array_equal(w.to_dense(), W)
     assert w.density == pytest.approx(w.nnz / W.size)
-    assert w.indptr.dtype == np.int32 and w.indices.dtype == np.int32 and w.data.dtype == np.float32
+    assert w.indptr.dtype == np.int32 and w.indices.dtype == np.uint16 and w.data.dtype == np.float32
     assert w.indptr[0] == 0 and w.indptr[-1] == w.nnz
     assert repr(w).startswith("CSRWeight(shape=(7, 11)")
 
@@ -102,7 +103,7 @@ def test_from_scipy_validates_hand_assigned_arrays_before_scipy_sees_them():
     m.indptr = np.array([0, 9, 4], dtype=np.int32)  # non-monotonic, an entry past nnz
     with pytest.raises(ValueError, match=re.escape("m.indptr must be non-decreasing; m.indptr[2]=4 < m.indptr[1]=9")):
         na.CSRWeight.from_scipy(m)
-    with pytest.raises(ValueError, match="m.indptr must be non-decreasing"):
+    with pytest.raises(ValueError, match="A.indptr must be non-decreasing"):
         na.spmm(m, np.ones((3, 2), np.float32))
     np.testing.assert_array_equal(m.indptr, [0, 9, 4])
     m.indptr = np.array([0, 2, 4], dtype=np.int32)
@@ -347,9 +348,9 @@ def w23():
         (lambda w: na.linear(np.ones(3, np.int64), w), TypeError,
          "x must be float32 or float64, got int64; use x.astype(np.float32)"),
         (lambda w: na.linear(np.ones(4, np.float32), w), ValueError, "x must have 3 features"),
-        (lambda w: na.linear(np.ones((1, 1, 3), np.float32), w), ValueError, "x must be 1-D or 2-D, got 3-D"),
-        (lambda w: na.linear(np.ones(3, np.float32), w, activations="int8"), ValueError,
-         "activations='int8' is not supported for CSRWeight; use None"),
+        (lambda w: na.linear(np.float32(1.0), w), ValueError, "x must be at least 1-D, got a 0-D array"),
+        (lambda w: na.linear(np.ones(3, np.float32), w, activation_quant="int8"), ValueError,
+         "activation_quant='int8' is not supported for a csr weight; use None"),
         (lambda w: na.linear(np.ones(3, np.float32), w, out=np.empty(2, np.float64)), TypeError,
          "out must have dtype float32, got float64"),
         (lambda w: na.linear(np.ones((2, 3), np.float32), w, out=np.empty((2, 3), np.float32)), ValueError,
@@ -360,9 +361,9 @@ def w23():
          "A must be a CSRWeight or a scipy.sparse matrix, got ndarray"),
         (lambda w: na.spmm(w, np.ones((2, 2), np.float32)), ValueError, "B must have 3 rows (A.shape[1])"),
         (lambda w: na.spmm(w, np.ones(3, np.int32)), TypeError, "B must be float32 or float64, got int32"),
-        (lambda w: na.spmm(w, np.ones(3), device="tpu"), ValueError, "device must be 'cpu' or 'cuda'"),
+        (lambda w: na.spmm(w, np.ones(3), device="tpu"), ValueError, "device must be None, 'cpu' or 'cuda'"),
     ],
-    ids=["x-int", "x-features", "x-3d", "activations", "out-dtype", "out-shape", "out-order", "A-dense",
+    ids=["x-int", "x-features", "x-0d", "activations", "out-dtype", "out-shape", "out-order", "A-dense",
          "B-rows", "B-int", "device"],
 )
 def test_call_rejects(w23, call, exc, msg):
@@ -378,9 +379,11 @@ def test_pickle_carries_arrays_only(rng):
     w = na.prune(W, 0.8)
     x = rng.standard_normal((7, 50)).astype(np.float32)
     y = na.linear(x, w)
-    w._device = object()  # stands in for a device copy, which never travels
+    plan_csr.chunk_bounds(w)  # a planner's cache beside the weight, which never travels
+    cls, args = w.__reduce__()
+    assert cls is na.CSRWeight and all(isinstance(a, (np.ndarray, tuple)) for a in args)
     w2 = pickle.loads(pickle.dumps(w))
-    assert w2._device is None and w2.shape == w.shape and w2.nnz == w.nnz
+    assert w2 not in plan_csr._bounds_cache and w2.shape == w.shape and w2.nnz == w.nnz
     np.testing.assert_array_equal(w2.indptr, w.indptr)
     np.testing.assert_array_equal(w2.indices, w.indices)
     np.testing.assert_array_equal(w2.data, w.data)

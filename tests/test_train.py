@@ -8,7 +8,7 @@ from reference import ref_cross_entropy
 
 import numaccel as na
 from numaccel import nn
-from numaccel.train import cross_entropy, forward_backward
+from numaccel.training import cross_entropy, forward_backward
 
 
 def _blobs(rng, n=240, k=6, classes=3):
@@ -119,8 +119,23 @@ def test_train_rejects_bad_arguments(kwargs, exc, match):
 
 def test_int8_model_is_not_trainable(rng):
     net = na.compress(nn.MLP.init([6, 4, 3], seed=0), int8=True)
-    with pytest.raises(TypeError, match="quantize"):
+    w = net.linears[0].weight
+    assert not na.formats.is_trainable(w)
+    reason = na.formats.untrainable_reason(w)
+    with pytest.raises(TypeError, match="layer 0 stores its weight as int8, which training cannot update") as info:
         na.train(net, np.zeros((4, 6), np.float32), np.zeros(4, np.int64))
+    assert reason in str(info.value)
+
+
+def test_float64_model_trains_in_float64_and_stays_float64(rng):
+    X, y = _blobs(rng)
+    net = nn.MLP.init([6, 8, 3], seed=0, dtype=np.float64)
+    trained = na.train(net, X, y, epochs=2, seed=0)
+    assert all(layer.weight.dtype == np.float64 and layer.bias.dtype == np.float64 for layer in trained.linears)
+    mixed = nn.MLP.from_arrays([layer.weight.astype(np.float32) for layer in net.linears],
+                               [layer.bias for layer in net.linears])  # float32 weights, float64 biases
+    back = na.train(mixed, X, y, epochs=2, seed=0)
+    assert [(layer.weight.dtype, layer.bias.dtype) for layer in back.linears] == [(np.float32, np.float64)] * 2
 
 
 @given(labels=st.lists(st.integers(-5, 8), min_size=4, max_size=4))
@@ -191,4 +206,6 @@ def test_compress_keeps_what_it_does_not_change(rng):
     assert same.linears[0].weight is sparse.linears[0].weight and same.report[0]["error"] == 0.0
     assert na.compress(sparse, int8=True).report[0]["format"] == "csr"  # 0.7 B/weight beats 1 B/weight
     dense = na.compress(sparse, int8=True, format="int8")
-    assert dense.report[0]["format"] == "int8" and dense.report[0]["density"] == pytest.approx(0.1, abs=0.01)
+    assert dense.report[0]["format"] == "int8" and dense.report[0]["density"] == 1.0  # int8 stores every entry
+    kept = np.count_nonzero(dense.linears[0].weight.qweight)
+    assert kept == pytest.approx(0.1 * W.size, abs=0.01 * W.size)  # the pruned entries are zero codes

@@ -1,7 +1,7 @@
 """W8A8 kernels on Intel AMX (``tdpbssd``: 16 x 16 int32 tiles += 16 x 64 int8 times 64 x 16 int8).
 
 Only for hosts whose CPU has ``amx_tile`` and ``amx_int8``, whose kernel granted this process the tile
-data permission, and for which Numba compiles for the host CPU: callers (``numaccel._amx``) check all
+data permission, and for which Numba compiles for the host CPU: callers (``numaccel.plan.amx``) check all
 three before the first call, so these kernels are never compiled, loaded from the cache or run elsewhere.
 The tile configuration is per thread: every ``prange`` iteration loads it and releases the tiles at its end.
 

@@ -19,10 +19,10 @@ Four families:
   ``W`` columns (``_pack_rows_tiles`` / ``_pack_cols_tiles``, shape ``(T, K, W)``, zero padded); for each
   weight row, ``_tile_fma_W`` runs the row's nonzeros over one slab with the ``W``-column output tile held
   in ``<16 x float>`` (or ``<8 x float>``) registers, one ``llvm.fma`` per vector and nonzero, the value
-  broadcast, ``_config.CSR_TILE_ACC_SETS`` sets of accumulators taking the nonzeros in turn, the weight
-  stream prefetched ``_config.CSR_PREFETCH_NNZ`` nonzeros ahead. A chunk's rows are taken in blocks of
+  broadcast, ``TILE_ACC_SETS`` sets of accumulators taking the nonzeros in turn, the weight
+  stream prefetched ``PREFETCH_NNZ`` nonzeros ahead. A chunk's rows are taken in blocks of
   ``block_rows``; every slab visits a block before the next block starts (``_config.CSR_BLOCK_ROWS``,
-  ``_config.CSR_TILE_MAX_WIDTH`` hold the measured choices: 32-column slabs, one block per chunk).
+  ``_config.CSR_TILE_MAX_WIDTH`` hold the choices: 32-column slabs, one block per chunk).
 - ``_spmm_csr_rows``: the portable path (float64, or no AVX-512): ``b`` as ``(K, P)`` C-contiguous, each
   nonzero an axpy over ``P`` contiguous values, four nonzeros per step.
 
@@ -38,7 +38,7 @@ from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._config import CSR_PREFETCH_NNZ, CSR_TILE_ACC_SETS, FASTMATH
+from .._config import FASTMATH
 
 
 def _emit_prefetch(builder, ptr) -> None:
@@ -148,10 +148,17 @@ def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
     return tile_fma
 
 
-_tile_fma_8 = _make_tile_fma(8, 1, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
-_tile_fma_16 = _make_tile_fma(16, 1, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
-_tile_fma_32 = _make_tile_fma(16, 2, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
-_tile_fma_64 = _make_tile_fma(16, 4, CSR_TILE_ACC_SETS, CSR_PREFETCH_NNZ)
+# Accumulator sets of the register-tile kernel (a power of two): this many nonzeros in a row run as
+# independent FMA chains; and how far ahead (in nonzeros) it prefetches the weight values and column ids.
+# Both change the compiled code, so they live here: editing this file invalidates Numba's cached kernels.
+# Measured values: docs/performance.md ("CSR register tiles").
+TILE_ACC_SETS = 4
+PREFETCH_NNZ = 2048
+
+_tile_fma_8 = _make_tile_fma(8, 1, TILE_ACC_SETS, PREFETCH_NNZ)
+_tile_fma_16 = _make_tile_fma(16, 1, TILE_ACC_SETS, PREFETCH_NNZ)
+_tile_fma_32 = _make_tile_fma(16, 2, TILE_ACC_SETS, PREFETCH_NNZ)
+_tile_fma_64 = _make_tile_fma(16, 4, TILE_ACC_SETS, PREFETCH_NNZ)
 
 #: Slab widths the tile kernel supports, narrowest first.
 TILE_WIDTHS = (8, 16, 32, 64)
@@ -313,10 +320,8 @@ def _row_dot16(typingctx, indices, data, start, end, x):
 
     Sixteen activations are loaded one by one into the lanes of a vector (``insertelement``), the
     sixteen values with one vector load, then one ``llvm.fma.v16f32``; two vector accumulators take
-    alternate groups. The last ``< 16`` nonzeros run as scalar FMAs. Measured here (4096 x 4096, 90 %,
-    weights in cache, 2 threads): scalar loops ran at about one nonzero per cycle however unrolled (4 or
-    8 accumulators, paired index loads), and so did AVX-512 gathers; this ran 1.4x faster (170 against
-    241 us), the values costing one vector load per sixteen nonzeros instead of a load each.
+    alternate groups. The last ``< 16`` nonzeros run as scalar FMAs (why this and not a gather:
+    docs/performance.md, "CSR at batch 1").
     """
     if not (
         isinstance(indices, types.Array) and indices.ndim == 1 and isinstance(indices.dtype, types.Integer)

@@ -1,6 +1,7 @@
 """CSR kernels for CUDA (``numba.cuda``), twins of ``csr_cpu``.
 
-Contract shared by every kernel here (inputs validated and moved to the device by ``numaccel._cuda``):
+Contract shared by every kernel here (inputs validated and moved to the device by ``numaccel._cuda.api``,
+launched by ``numaccel._cuda.launch``):
 ``indptr`` int32/int64 (M+1,), ``indices`` uint16/int32 (nnz,) in range, ``data`` float32 (nnz,), dense
 operands float32 device arrays of any strides, ``bias`` float32 (M,) read only when ``has_bias`` is 1 (a
 one-element placeholder otherwise), ``out`` float32, every element in range written exactly once. No

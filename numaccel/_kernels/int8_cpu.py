@@ -11,7 +11,7 @@ bitwise the same whatever the number of threads or processes that computed them 
   activations, the portable W8A8 path and runs with NUMBA_DISABLE_JIT.
 * Panel kernels (``_qmm_int8_panels``, ``_w8a8_vnni_panels``): the codes packed in 64-row panels and the
   activations in blocks of the reduction axis (layouts in their docstrings), multiplied in register tiles
-  of up to 6 activation rows x 64 outputs by the micro-kernels of ``vnni_x86``.
+  of up to 6 activation rows x 64 outputs by the micro-kernels of ``int8_tiles_x86``.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .vnni_x86 import MAX_RB, MK_I8F32, MK_VNNI, PANEL
+from .int8_tiles_x86 import MAX_RB, MK_I8F32, MK_VNNI, PANEL
 
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
@@ -197,7 +197,7 @@ def _pack_blocks(x, xp):
 @njit(inline="always")
 def _tile_rows(B):
     """Rows per register tile: the fewest tiles of at most MAX_RB rows, balanced (8 rows: 4 + 4, not 6 + 2;
-    measured: a short second tile costs nearly as much as a full one)."""
+    a short second tile costs nearly as much as a full one)."""
     ntiles = max(1, -(-B // MAX_RB))
     return -(-B // ntiles)
 

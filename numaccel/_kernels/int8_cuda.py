@@ -1,7 +1,8 @@
 """Int8-weight kernels for CUDA (``numba.cuda``), twins of ``int8_cpu``: weight-only GEMV and tiled GEMM,
 and the W8A8 path (activations quantized per row on the device, integer products through ``dp4a``).
 
-Contract shared by every kernel here (inputs validated and laid out by ``numaccel._cuda``):
+Contract shared by every kernel here (inputs validated and laid out by ``numaccel._cuda.api`` and
+``numaccel._cuda.formats``, launched by ``numaccel._cuda.launch``):
 
 - ``qwords`` int32 (N, G * gw): the int8 codes of each row packed four to a word, little-endian (byte
   ``t`` of word ``w`` is the code at position ``4 * w + t``), in the *group-padded* layout: every group of
@@ -308,8 +309,8 @@ def _w8a8_int8_cuda(qwords, scales, zps, gw, qx, sx, qsum, bias, has_bias, out):
     The integer products run through ``dp4a`` (four int8 products per instruction) into int32 register
     tiles, one group at a time; each group's sum is scaled into float accumulators. The int32 sums of
     ``qx * q`` (at most 127 * 128 * gs) and ``qx * (q - z)`` (127 * 255 * gs) are exact for the groups the
-    caller lays out (``numaccel._cuda.DeviceInt8Weight`` splits a long row into chunks of at most 66 311
-    features with zero points, 132 104 without); the scaled sum ``corr * scale`` is float32, finite while
+    caller lays out (``numaccel._cuda.formats.DeviceInt8Weight`` splits a long row into chunks of at most
+    66 311 features with zero points, 132 104 without); the scaled sum ``corr * scale`` is float32, finite while
     ``max|W| * 127 * gs`` is. Launch: blocks of (GEMM_SIDE, GEMM_SIDE), grid
     ``(ceil(N / GEMM_TILE), ceil(B / GEMM_TILE))``.
     """

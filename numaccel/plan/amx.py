@@ -1,4 +1,5 @@
-"""Intel AMX for W8A8: whether this process may use it, the packed weights, and the call.
+"""Intel AMX for W8A8: whether this process may use it, the packed weights, and the call (the int8
+planner, :mod:`numaccel.plan.int8`, decides when).
 
 AMX is used only when all of these hold, checked once per process (a forked child inherits both the
 permission and this module's verdict; an exec'd one, such as a Dask worker, starts afresh and asks again):
@@ -20,11 +21,11 @@ import platform
 import sys
 import threading
 import warnings
-import weakref
 
 import numpy as np
 
-from . import _config
+from .. import _config
+from ._cache import PerWeight
 
 _SYS_ARCH_PRCTL = 158  # x86-64
 _ARCH_GET_XCOMP_PERM = 0x1022
@@ -33,29 +34,13 @@ _XFEATURE_XTILEDATA = 18
 
 _lock = threading.Lock()
 _verdict: bool | None = None
-_packed: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def compiles_for_amx() -> bool:
-    """Whether the code Numba generates here may use AMX int8 instructions."""
+    """Whether the code Numba generates here may use AMX int8 instructions (``_config.cpu_features``)."""
     if sys.platform != "linux" or platform.machine() not in ("x86_64", "AMD64"):
         return False
-    import numba
-    from numba.core import config
-
-    if numba.config.DISABLE_JIT:
-        return False
-    if config.CPU_NAME not in (None, "host"):
-        return False
-    if config.CPU_FEATURES is not None:
-        return "+amx-int8" in config.CPU_FEATURES and "+amx-tile" in config.CPU_FEATURES
-    try:
-        import llvmlite.binding as llvm
-
-        features = llvm.get_host_cpu_features()
-    except Exception:  # noqa: BLE001 - no feature query: no AMX
-        return False
-    return bool(features.get("amx-int8", False) and features.get("amx-tile", False))
+    return {"amx-int8", "amx-tile"} <= _config.cpu_features()
 
 
 def _request_permission() -> str | None:
@@ -105,7 +90,7 @@ def eligible(weight, batch: int) -> bool:
 
 
 def _max_seg_steps() -> int:
-    from ._kernels.amx_x86 import MAX_SEG_STEPS
+    from .._kernels.amx_x86 import MAX_SEG_STEPS
 
     return MAX_SEG_STEPS
 
@@ -145,22 +130,14 @@ class _Packed:
         self.has_zp = bool(self.zT.any())
 
 
-def packed(weight) -> _Packed:
-    """The packed copy of ``weight`` (made once, kept while the weight lives)."""
-    p = _packed.get(weight)
-    if p is None:
-        with _lock:
-            p = _packed.get(weight)
-            if p is None:
-                p = _packed[weight] = _Packed(weight)
-    return p
+packed = PerWeight(_Packed)  # packed(weight): the packed copy, made once, kept while the weight lives
 
 
 def linear_w8a8(weight, x: np.ndarray, out: np.ndarray) -> None:
     """``out = W8A8(x) @ weight.T`` on AMX for a validated ``x`` (B, K) and C-contiguous ``out`` (B, N)."""
     if not usable():  # the permission is asked for here at the latest: without it a tile op is SIGILL
         raise RuntimeError("AMX is not usable in this process")
-    from ._kernels import amx_x86
+    from .._kernels import amx_x86
 
     p = packed(weight)
     b, k = x.shape

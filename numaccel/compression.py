@@ -4,17 +4,24 @@ from __future__ import annotations
 
 import numpy as np
 
+from . import formats
 from ._validate import as_fraction
-from .nn import Sequential, as_model, densify
-from .sparse import CSRWeight, magnitude_mask
+from .nn import Sequential
+from .nn.containers import _as_model
+from .pruning import magnitude_mask
 
 __all__ = ["compress"]
 
 _FORMATS = ("best", "csr", "int8")
 
 
+def _dense32(w) -> np.ndarray:
+    """Any weight as a dense float32 ``(N, K)`` array (the array itself where it already is one)."""
+    return np.asarray(formats.to_dense(w), dtype=np.float32)
+
+
 def _relative_error(w, ref: np.ndarray) -> float:
-    approx = densify(w).astype(np.float64)
+    approx = _dense32(w).astype(np.float64)
     denom = float(np.linalg.norm(ref))
     err = float(np.linalg.norm(approx - ref))
     return err / denom if denom else err
@@ -38,7 +45,7 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     Parameters
     ----------
     model : Sequential or MLP
-        Dense or CSR weights (others are densified first when they can be).
+        Weights of any registered format (densified first, through :func:`numaccel.formats.to_dense`).
     sparsity : float in [0, 1], optional, keyword-only
         Fraction of each layer's weights to remove by magnitude (:func:`numaccel.magnitude_mask`).
     granularity : {"tensor", "row"}, keyword-only
@@ -63,8 +70,9 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     Returns
     -------
     Sequential
-        Same class as ``model``. ``result.report`` lists, per Linear layer, its ``format``, ``density``
-        (stored nonzeros / N K), ``bytes`` and ``error``, the relative Frobenius distance
+        Same class as ``model``. ``result.report`` lists, per Linear layer, its ``format`` (registered
+        name), ``density`` (:func:`numaccel.formats.density`: nonzeros / N K of a dense array, stored
+        entries / N K of another format), ``bytes`` and ``error``, the relative Frobenius distance
         ``||W_new - W|| / ||W||`` of the layer's weight to the input model's weight.
 
     Raises
@@ -79,7 +87,7 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     Notes
     -----
     Fine-tuning changes the kept weights too, so ``error`` measures the whole change, not only the
-    pruning. Biases are kept in float32.
+    pruning. Weights are pruned and quantized as float32; biases are kept as they are (dtype included).
 
     Examples
     --------
@@ -89,53 +97,55 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     >>> [row["format"] for row in small.report], round(small.report[0]["density"], 2)
     (['csr', 'csr'], 0.1)
     """
-    from .train import _positive_int, as_labels, train
+    from .training import _as_labels, _positive_int, train
 
-    model = as_model(model)
+    model = _as_model(model)
     if format not in _FORMATS:
         raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
     if sparsity is not None:
         sparsity = as_fraction(sparsity, "sparsity")
     finetune_epochs = 0 if finetune_epochs == 0 else _positive_int(finetune_epochs, "finetune_epochs")
     steps = _positive_int(steps, "steps")
-    originals = [layer.dense_weight() for layer in model.linears]
+    originals = [_dense32(layer.weight) for layer in model.linears]
     weights = list(originals)
     if sparsity is not None:
         if finetune_epochs:
             if data is None:
                 raise ValueError("finetune_epochs > 0 needs data=(X, y) to fine-tune on")
             X, y = data
-            as_labels(y, len(y), model.linears[-1].out_features)
+            _as_labels(y, len(y), model.linears[-1].out_features)
             current = model.with_weights(weights)
             for s in schedule(sparsity, steps):
                 masks = [magnitude_mask(w, s, granularity=granularity) for w in weights]
                 current = train(current, X, y, epochs=finetune_epochs, lr=lr, batch_size=batch_size,
                                 seed=seed, masks=masks, progress=progress)
-                weights = [layer.dense_weight() for layer in current.linears]
+                weights = [_dense32(layer.weight) for layer in current.linears]
             biases = [layer.bias for layer in current.linears]
         else:
             weights = [np.where(magnitude_mask(w, sparsity, granularity=granularity), w, np.float32(0))
                        for w in weights]
             biases = None
-        stored = [CSRWeight.from_dense(w) for w in weights]
+        stored = [formats.CSRWeight.from_dense(w) for w in weights]
     else:
         if finetune_epochs:
             raise ValueError("finetune_epochs needs sparsity=...: fine-tuning follows pruning")
         biases = None
         stored = [layer.weight for layer in model.linears]
     if int8:
-        from .quant import quantize
+        from .quantization import quantize
 
         quantized = [quantize(w, group_size=group_size, symmetric=symmetric) for w in weights]
         if format == "int8":
             stored = quantized
         else:
             # a sparse layer (pruned here or CSR already) stays CSR unless int8 is forced or smaller
-            sparse = [sparsity is not None or layer.format == "csr" for layer in model.linears]
-            stored = [CSRWeight.from_dense(w) if sp else q
+            sparse = [sparsity is not None or isinstance(layer.weight, formats.CSRWeight)
+                      for layer in model.linears]
+            stored = [formats.CSRWeight.from_dense(w) if sp else q
                       for w, q, sp in zip(weights, quantized, sparse, strict=True)]
             if format == "best":
-                stored = [q if q.nbytes < c.nbytes else c for q, c in zip(quantized, stored, strict=True)]
+                stored = [q if formats.nbytes(q) < formats.nbytes(c) else c
+                          for q, c in zip(quantized, stored, strict=True)]
     result = model.with_weights(stored, biases)
     result.report = [
         {"layer": row["layer"], "shape": row["shape"], "format": row["format"], "density": row["density"],

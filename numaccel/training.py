@@ -1,9 +1,9 @@
-"""A small, exact trainer for MLPs: softmax cross-entropy, Adam, mini-batches, and masks that keep
-pruned weights at zero.
+"""A small, exact trainer for MLPs.
 
-Everything is NumPy: the matrix products go to BLAS, which is where the time goes for these layer sizes.
-A run is reproducible: the same seed gives the same shuffles and, on the same machine and thread count,
-the same weights.
+Softmax cross-entropy, Adam, mini-batches, and masks that keep pruned weights at zero.
+
+Everything is NumPy: the matrix products go to BLAS. A run is reproducible: the same seed gives the same
+shuffles and, on the same machine and thread count, the same weights.
 """
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ import sys
 
 import numpy as np
 
-from .nn import GELU, Linear, ReLU, Sequential, as_inputs, as_model
-from .sparse import CSRWeight
+from . import _config, formats
+from ._validate import as_float_array, check_finite
+from .nn import GELU, Linear, ReLU, Sequential
+from .nn.containers import _as_model
 
-__all__ = ["cross_entropy", "log_softmax", "train"]
+__all__ = ["cross_entropy", "forward_backward", "log_softmax", "train"]
 
 
 def log_softmax(z: np.ndarray) -> np.ndarray:
@@ -26,7 +28,7 @@ def log_softmax(z: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
-def as_labels(y, n: int, n_classes: int, name: str = "y") -> np.ndarray:
+def _as_labels(y, n: int, n_classes: int, name: str = "y") -> np.ndarray:
     """Class ids: a 1-D integer array of length ``n`` with values in ``[0, n_classes)``."""
     y = np.asarray(y)
     if y.dtype.kind not in "iu" or y.dtype == np.bool_:
@@ -55,7 +57,7 @@ def cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
     Examples
     --------
     >>> import numpy as np
-    >>> from numaccel.train import cross_entropy
+    >>> from numaccel.training import cross_entropy
     >>> loss, grad = cross_entropy(np.zeros((1, 4)), np.array([2]))
     >>> round(loss, 6), grad.shape
     (1.386294, (1, 4))
@@ -74,23 +76,29 @@ def cross_entropy(logits, labels) -> tuple[float, np.ndarray]:
 # --------------------------------------------------------------------------------------------------
 # forward and backward through a Sequential of dense weights
 
+def _as_inputs(X, name: str = "X") -> np.ndarray:
+    """Training inputs: a 2-D float array (float32/float64), finite."""
+    X = as_float_array(X, name, ndims=(2,))
+    check_finite(X, name)
+    return X
+
+
 def _check_trainable(model: Sequential) -> None:
     for i, layer in enumerate(model.layers):
         if isinstance(layer, Linear):
-            fmt = layer.format
-            if fmt not in ("dense", "csr"):
+            if not formats.is_trainable(layer.weight):
                 raise TypeError(
-                    f"layer {i} stores its weight as {fmt}; training needs dense or CSR weights: train or "
-                    f"fine-tune first, then quantize (numaccel.compress(model, int8=True))"
+                    f"layer {i} stores its weight as {layer.format}, which training cannot update: "
+                    f"{formats.untrainable_reason(layer.weight)}"
                 )
         elif not isinstance(layer, (ReLU, GELU)):
             raise TypeError(f"layer {i} is a {type(layer).__name__}; training supports Linear, ReLU and GELU")
 
 
-def structure_mask(layer: Linear):
-    """The stored-entry pattern of a CSR layer as a bool (N, K) array; None for a dense layer."""
+def _structure_mask(layer: Linear):
+    """Return the stored-entry pattern of a CSR layer as a bool (N, K) array; None for any other layer."""
     w = layer.weight
-    if isinstance(w, np.ndarray):
+    if not isinstance(w, formats.CSRWeight):
         return None
     mask = np.zeros(w.shape, dtype=bool)
     rows = np.repeat(np.arange(w.shape[0]), np.diff(w.indptr))
@@ -134,7 +142,7 @@ def forward_backward(layers, weights, biases, X, loss_fn):
     return loss, gw, gb
 
 
-class Adam:
+class _Adam:
     """Adam (Kingma & Ba 2015) with bias correction and decoupled weight decay; masked entries never move."""
 
     def __init__(self, params, *, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0, masks=None):
@@ -180,12 +188,7 @@ def _non_negative_float(value, name, *, positive=False):
     return float(value)
 
 
-# Below this many multiply-adds per matrix product, BLAS threads cost more (start-up, spinning, and
-# contention on a shared machine) than they save: the trainer then runs BLAS on one thread.
-SMALL_MATMUL = 1 << 24
-
-
-def blas_single_thread(enabled: bool):
+def _blas_single_thread(enabled: bool):
     """Limit BLAS to one thread inside the block (through threadpoolctl, when installed)."""
     if enabled:
         try:
@@ -197,9 +200,11 @@ def blas_single_thread(enabled: bool):
     return contextlib.nullcontext()
 
 
-def progress_bar(total: int, desc: str, enabled: bool):
-    """A tqdm bar when tqdm is installed and ``enabled``; otherwise an object with the same few methods.
-    The bar shows only when stderr is a terminal (tqdm's ``disable=None``), so logs stay readable."""
+def _progress_bar(total: int, desc: str, enabled: bool):
+    """Return a tqdm bar when tqdm is installed and ``enabled``, else an object with the same few methods.
+
+    The bar shows only when stderr is a terminal (tqdm's ``disable=None``), so logs stay readable.
+    """
     if enabled:
         try:
             from tqdm.auto import tqdm
@@ -242,7 +247,7 @@ def _epochs(layers, weights, biases, X, loss_fn, opt, rng, epochs, batch_size, b
         bar.update(1)
 
 
-def fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.0, seed=0, masks=None,
+def _fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.0, seed=0, masks=None,
         progress=False, desc="train"):
     """Train ``model`` on rows of ``X`` with ``loss_fn(rows, logits) -> (loss, dlogits)``; return a new model.
 
@@ -250,9 +255,9 @@ def fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.
     mini-batch, so the loss can look up its targets. Masks (one bool (N, K) array or None per Linear; the
     stored pattern of CSR layers is always kept) hold pruned weights at exactly zero.
     """
-    model = as_model(model)
+    model = _as_model(model)
     _check_trainable(model)
-    X = as_inputs(X)
+    X = _as_inputs(X)
     epochs = _positive_int(epochs, "epochs")
     batch_size = _positive_int(batch_size, "batch_size")
     lr = _non_negative_float(lr, "lr", positive=True)
@@ -269,11 +274,13 @@ def fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.
         raise ValueError(
             f"X must have {linears[0].in_features} features (the model's inputs), got shape {X.shape}"
         )
-    dtype = np.result_type(X.dtype, *[layer.weight.dtype for layer in linears if layer.format == "dense"])
+    # computed in the widest of X's and the dense weights' dtypes; each parameter returns in its own dtype
+    dense = [layer.weight.dtype for layer in linears if isinstance(layer.weight, np.ndarray)]
+    dtype = np.result_type(X.dtype, *dense, *[layer.bias.dtype for layer in linears if layer.bias is not None])
     weights, biases, all_masks = [], [], []
     for i, layer in enumerate(linears):
         w = np.array(layer.dense_weight(), dtype=dtype)  # a private copy
-        mask = structure_mask(layer)
+        mask = _structure_mask(layer)
         if masks[i] is not None:
             m = np.asarray(masks[i])
             if m.dtype != np.bool_ or m.shape != w.shape:
@@ -290,17 +297,29 @@ def fit(model, X, loss_fn, *, epochs=30, batch_size=64, lr=1e-3, weight_decay=0.
     Xc = X.astype(dtype, copy=False)
     params = weights + [b for b in biases if b is not None]
     pmasks = all_masks + [None] * (len(params) - len(weights))
-    opt = Adam(params, lr=lr, weight_decay=weight_decay, masks=pmasks)
+    opt = _Adam(params, lr=lr, weight_decay=weight_decay, masks=pmasks)
     rng = np.random.default_rng(seed)
     widths = model.sizes
-    small = batch_size * max(a * b for a, b in zip(widths[:-1], widths[1:], strict=True)) < SMALL_MATMUL
-    bar = progress_bar(epochs, desc, progress)
-    with blas_single_thread(small):
+    largest = max(a * b for a, b in zip(widths[:-1], widths[1:], strict=True))
+    small = batch_size * largest < _config.TRAIN_SMALL_MATMUL
+    bar = _progress_bar(epochs, desc, progress)
+    with _blas_single_thread(small):
         _epochs(model.layers, weights, biases, Xc, loss_fn, opt, rng, epochs, batch_size, bar)
     bar.close()
-    new = [CSRWeight.from_dense(w) if layer.format == "csr" else w.astype(np.float32, copy=False)
-           for layer, w in zip(linears, weights, strict=True)]
-    return model.with_weights(new, biases)
+    new = [_stored_like(layer.weight, w) for layer, w in zip(linears, weights, strict=True)]
+    new_biases = [None if layer.bias is None else b.astype(layer.bias.dtype, copy=False)
+                  for layer, b in zip(linears, biases, strict=True)]
+    return model.with_weights(new, new_biases)
+
+
+def _stored_like(old, w: np.ndarray):
+    """Store a trained dense ``w`` as ``old`` was: CSR with its pattern kept, a dense array in its own dtype.
+
+    A weight of another trainable format comes back as a dense float32 array.
+    """
+    if isinstance(old, formats.CSRWeight):
+        return formats.CSRWeight.from_dense(w)
+    return w.astype(old.dtype if isinstance(old, np.ndarray) else np.float32, copy=False)
 
 
 def train(model, X, y, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0,
@@ -310,8 +329,9 @@ def train(model, X, y, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e
     Parameters
     ----------
     model : Sequential or MLP
-        Linear layers (dense or CSR weights) and ReLU/GELU activations; the last layer gives the logits.
-        Not modified.
+        Linear layers and ReLU/GELU activations; the last layer gives the logits. Every weight must be of a
+        trainable format (:func:`numaccel.formats.is_trainable`: dense arrays and ``CSRWeight``). Not
+        modified.
     X : ndarray (n, K), float32 or float64
     y : ndarray (n,) of int
         Class ids in ``[0, C)`` for ``C`` outputs.
@@ -330,13 +350,15 @@ def train(model, X, y, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e
     Returns
     -------
     Sequential
-        Same class and layers as ``model``; dense layers come back as float32 arrays, CSR layers as
-        ``CSRWeight`` with their pattern kept.
+        Same class and layers as ``model``; dense weights and all biases come back in their own dtype
+        (float32 or float64), CSR layers as ``CSRWeight`` with their pattern kept, weights of other
+        trainable formats as dense float32 arrays.
 
     Raises
     ------
     TypeError
-        An int8 or other non-trainable weight, non-float ``X``, non-integer ``y``.
+        A weight of a format training cannot update (``Int8Weight``; the message gives the format's
+        :func:`numaccel.formats.untrainable_reason`), non-float ``X``, non-integer ``y``.
     ValueError
         Shapes that disagree, labels out of range, bad hyperparameters.
 
@@ -347,7 +369,8 @@ def train(model, X, y, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e
 
     Notes
     -----
-    Loss ``-mean log softmax(f(x))[y]``; gradient by backpropagation in the weights' dtype. Adam with
+    Loss ``-mean log softmax(f(x))[y]``; gradient by backpropagation in ``np.result_type`` of ``X``, the
+    dense weights and the biases. Adam with
     ``betas = (0.9, 0.999)``, ``eps = 1e-8`` and bias correction; gradients of masked entries are zeroed
     before the moment updates, so their moments stay zero and the weights do not move.
 
@@ -360,8 +383,8 @@ def train(model, X, y, *, epochs: int = 30, batch_size: int = 64, lr: float = 1e
     >>> float((net.predict(X) == y).mean()) > 0.9
     True
     """
-    model = as_model(model)
-    X = as_inputs(X)
-    y = as_labels(y, X.shape[0], model.linears[-1].out_features)
-    return fit(model, X, lambda rows, z: cross_entropy(z, y[rows]), epochs=epochs, batch_size=batch_size,
+    model = _as_model(model)
+    X = _as_inputs(X)
+    y = _as_labels(y, X.shape[0], model.linears[-1].out_features)
+    return _fit(model, X, lambda rows, z: cross_entropy(z, y[rows]), epochs=epochs, batch_size=batch_size,
                lr=lr, weight_decay=weight_decay, seed=seed, masks=masks, progress=progress, desc="train")

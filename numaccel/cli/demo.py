@@ -1,7 +1,7 @@
-"""The ``numaccel`` command (also ``python -m numaccel``): the end-to-end compression demo.
+"""The demo behind ``numaccel demo``: compressed models, their tables and a plot.
 
-``numaccel demo`` (the default) prints two tables; with ``--out DIR`` it also writes them, and a plot, into
-``DIR`` (and nowhere else):
+:func:`run` prints two tables; with ``out=DIR`` it also writes them, and a plot, into ``DIR`` (and nowhere
+else):
 
 * a wide MLP (synthetic weights, 4096 hidden units): bytes, batch-1 latency, batch-256 throughput and
   speed-up over dense NumPy for the dense, int8, pruned and pruned + int8 versions of the same model;
@@ -11,17 +11,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
-import sys
 import time
 
 import numpy as np
 
-from .train import progress_bar
+from ..training import _progress_bar
 
-__all__ = ["main"]
+__all__ = ["run"]
 
 # (name, compress() keywords) of the variants built from one dense model.
 VARIANTS = [
@@ -61,7 +59,7 @@ def time_models(models: dict, x: np.ndarray, *, rounds: int, target: float = 0.0
     """
     number = {name: _calls_per_sample(m, x, target) for name, m in models.items()}
     samples: dict = {name: [] for name in models}
-    bar = progress_bar(rounds, desc, pause > 0)
+    bar = _progress_bar(rounds, desc, pause > 0)
     for _ in range(rounds):
         for name, model in models.items():
             time.sleep(pause)
@@ -142,7 +140,7 @@ def environment() -> str:
 
     import numba
 
-    from . import _config
+    from .. import _config
 
     names = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
     blas = ", ".join(f"{k}={os.environ[k]}" for k in names if k in os.environ)
@@ -155,14 +153,14 @@ def environment() -> str:
 # the wide MLP: speed only
 
 def wide_demo(*, fast: bool, rounds: int) -> str:
-    from .compress import compress
-    from .nn import MLP
+    from ..compression import compress
+    from ..nn import MLP
 
     sizes = [256, 1024, 1024, 256] if fast else [1024, 4096, 4096, 1024]
     _say(f"wide MLP {sizes} (synthetic weights, ReLU): building the compressed versions ...")
     dense = MLP.init(sizes, seed=0)
     models = {"dense fp32 (NumPy BLAS)": dense}
-    bar = progress_bar(len(VARIANTS), "compress", not fast)
+    bar = _progress_bar(len(VARIANTS), "compress", not fast)
     for name, kw in VARIANTS:
         models[name] = compress(dense, **kw)
         bar.update(1)
@@ -187,15 +185,15 @@ _FAST_NOTE = " [fast mode: small models, one short timing sample each; the figur
 
 def digits_demo(*, fast: bool, seeds: list[int], rounds: int,
                 plot_path: str | None = None) -> tuple[str, str | None]:
-    """The digits table, and the path of its plot: drawn at ``plot_path`` when given (None when not drawn)."""
+    """Return the digits table and the path of its plot, drawn at ``plot_path`` when given (else None)."""
     try:
         from sklearn.datasets import load_digits
     except ImportError:
         return "digits part skipped: scikit-learn is not installed (pip install 'numaccel[examples]')\n", None
-    from .compress import compress
-    from .distill import distill
-    from .nn import MLP
-    from .train import train
+    from ..compression import compress
+    from ..distillation import distill
+    from ..nn import MLP
+    from ..training import train
 
     cfg = DIGITS_FAST if fast else DIGITS
     data = load_digits()
@@ -260,7 +258,7 @@ DIGITS_FAST = dict(DIGITS, teacher=[64, 64, 10], epochs=5, finetune_epochs=1, st
 
 
 def _split(X, y, seed):
-    """A stratified 80/20 split drawn from ``seed``."""
+    """Split 80/20, stratified by class, drawn from ``seed``."""
     rng = np.random.default_rng(seed)
     test = np.zeros(len(y), dtype=bool)
     for c in np.unique(y):
@@ -300,8 +298,8 @@ def _plot(models, acc, speed, path: str) -> str | None:
 
 # --------------------------------------------------------------------------------------------------
 
-def demo(*, fast: bool = False, seeds=None, out: str | None = None, plot: bool = True, wide: bool = True,
-         digits: bool = True) -> str:
+def run(*, fast: bool = False, seeds=None, out: str | None = None, plot: bool = True, wide: bool = True,
+        digits: bool = True) -> str:
     """Run the demo, print its tables and return them; write files only when ``out`` is given.
 
     Parameters
@@ -358,27 +356,3 @@ def demo(*, fast: bool = False, seeds=None, out: str | None = None, plot: bool =
                 f.write(env + text)
         _say(f"wrote {', '.join(written + plots)} ({seconds:.0f} s in all)")
     return "\n".join(text for _, text in parts)
-
-
-def main(argv=None) -> int:
-    """Entry point of the ``numaccel`` command."""
-    parser = argparse.ArgumentParser(prog="numaccel", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command")
-    p = sub.add_parser("demo", help="compress a wide MLP and a digits classifier; print the tables (default)")
-    p.add_argument("--fast", action="store_true", help="small models, one seed, one timing round (seconds)")
-    p.add_argument("--seeds", type=int, nargs="+", help="seeds for the digits part (default 0 1 2)")
-    p.add_argument("--out", default=None, metavar="DIR",
-                   help="write the tables (Markdown) and the plot (PNG) into DIR; without it nothing is written")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the PNG plot")
-    p.add_argument("--only", choices=("wide", "digits"), help="run one part only")
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
-        argv = ["demo", *argv]  # the demo is the default command: `numaccel --fast` is `numaccel demo --fast`
-    args = parser.parse_args(argv)
-    demo(fast=args.fast, seeds=args.seeds, out=args.out, plot=not args.no_plot,
-         wide=args.only != "digits", digits=args.only != "wide")
-    return 0
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

@@ -6,8 +6,9 @@ import numbers
 
 import numpy as np
 
-from .nn import Sequential, as_inputs, as_model
-from .train import as_labels, fit, log_softmax
+from .nn import Sequential
+from .nn.containers import _as_model
+from .training import _as_inputs, _as_labels, _fit, log_softmax
 
 __all__ = ["distill", "kd_loss"]
 
@@ -104,12 +105,12 @@ def kd_loss(student_logits, teacher_logits, labels, *, temperature: float = 4.0,
         raise ValueError(
             f"student_logits and teacher_logits must have the same shape, got {s.shape} and {t.shape}"
         )
-    labels = as_labels(labels, s.shape[0], s.shape[1], "labels")
+    labels = _as_labels(labels, s.shape[0], s.shape[1], "labels")
     return _kd(s, t, labels, T, alpha)
 
 
 def _as_logits(z, name: str) -> np.ndarray:
-    z = as_inputs(z, name)
+    z = _as_inputs(z, name)
     return z.astype(np.float64)
 
 
@@ -123,7 +124,7 @@ def distill(teacher, student, X, y, *, temperature: float = 4.0, alpha: float = 
     teacher : Sequential
         Any weight formats (it only runs forward, once, over ``X``).
     student : Sequential
-        Dense or CSR weights, same number of inputs and outputs as the teacher. Not modified.
+        Weights of trainable formats (dense, CSR), same number of inputs and outputs as the teacher. Not modified.
     X : ndarray (n, K), float
     y : ndarray (n,) of int
     temperature, alpha : keyword-only
@@ -150,19 +151,19 @@ def distill(teacher, student, X, y, *, temperature: float = 4.0, alpha: float = 
     >>> float((student.predict(X) == y).mean()) > 0.85
     True
     """
-    teacher = as_model(teacher, "teacher")
-    student = as_model(student, "student")
+    teacher = _as_model(teacher, "teacher")
+    student = _as_model(student, "student")
     T, alpha = _check_kd_params(temperature, alpha)
-    X = as_inputs(X)
+    X = _as_inputs(X)
     n_out = student.linears[-1].out_features
     if teacher.linears[-1].out_features != n_out:
         raise ValueError(
             f"teacher gives {teacher.linears[-1].out_features} outputs but student gives {n_out}; "
             f"they must match"
         )
-    y = as_labels(y, X.shape[0], n_out)
+    y = _as_labels(y, X.shape[0], n_out)
     t_logits = np.asarray(teacher(X), dtype=np.float64)
-    return fit(student, X, lambda rows, z: _kd_typed(z, t_logits[rows], y[rows], T, alpha), epochs=epochs,
+    return _fit(student, X, lambda rows, z: _kd_typed(z, t_logits[rows], y[rows], T, alpha), epochs=epochs,
                batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, progress=progress,
                desc="distill")
 

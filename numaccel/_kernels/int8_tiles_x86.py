@@ -22,26 +22,16 @@ accumulated into.
 
 from __future__ import annotations
 
-import llvmlite.binding as _llvm
 from llvmlite import ir
 from numba import types
-from numba.core import cgutils, config
+from numba.core import cgutils
 from numba.extending import intrinsic
 
+from .._config import cpu_features
 
-def _target_has_vnni() -> bool:
-    """Whether the code Numba generates may use AVX-512 VNNI: the host CPU has it and Numba compiles for
-    the host (NUMBA_CPU_NAME / NUMBA_CPU_FEATURES, e.g. ``generic`` for portable caches, would make the
-    ``vpdpbusd`` intrinsic fail to compile)."""
-    if config.CPU_NAME not in (None, "host"):
-        return False
-    if config.CPU_FEATURES is not None:
-        return "+avx512vnni" in config.CPU_FEATURES and "+avx512bw" in config.CPU_FEATURES
-    features = _llvm.get_host_cpu_features()
-    return bool(features.get("avx512vnni", False) and features.get("avx512bw", False))
-
-
-HAVE_VNNI = _target_has_vnni()
+# Whether the code Numba generates may use AVX-512 VNNI (the ``vpdpbusd`` intrinsic fails to compile
+# elsewhere): numaccel._config.cpu_features() honours NUMBA_CPU_NAME / NUMBA_CPU_FEATURES.
+HAVE_VNNI = {"avx512vnni", "avx512bw"} <= cpu_features()
 
 LANES = 16
 PANEL = 64  # output columns per panel: four 16-lane vectors
