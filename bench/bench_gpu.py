@@ -1,5 +1,9 @@
 """GPU benchmarks: numaccel's CUDA kernels against cuBLAS, cuSPARSE and ``torch._int_mm``.
 
+Families: ``int8`` / ``w8a8`` (Int8Weight), ``csr`` (CSRWeight), ``csr-int8`` (pruned int8, a CSRInt8Weight,
+at CSR_INT8_CASES, beside the float32 CSR of the same pattern and cuSPARSE on its dequantized values) and
+``transfer``.
+
 Timed with CUDA events after a warm-up that includes the JIT compile, on device-resident operands, so
 kernel time excludes transfers; host-to-device and device-to-host copies are timed separately (family
 ``transfer``). "Cold" weights: each timed call uses the next weight of a ring of copies that together
@@ -39,13 +43,16 @@ from numba import cuda
 import numaccel as na
 from numaccel import _cuda
 from numaccel._cuda.api import _bias
-from numaccel._cuda.launch import _launch_spmm_csr_cuda
+from numaccel._cuda.launch import _launch_spmm_csr_cuda, _launch_spmm_csr_int8_cuda
 from numaccel._cuda.runtime import _require_cuda
 
 SHAPES = [(4096, 4096), (11008, 4096)]
 BATCHES = [1, 8, 64, 256]
 SPARSITIES = [0.9, 0.99, 0.7]  # those the CPU suite (bench/test_bench_csr.py) runs at both shapes
 GROUPS = [None, 128]
+# Pruned int8 (CSRInt8Weight, per-row scales): (N, K, sparsity), at these batches.
+CSR_INT8_CASES = [(4096, 4096, 0.9)]
+CSR_INT8_BATCHES = [1, 64]
 TINY_SHAPES = [(40, 24)]
 TINY_BATCHES = [1, 4]
 
@@ -249,6 +256,10 @@ def int8_ring(qw, count: int, cuda):
     return [qw.to_device()] + [_cuda.DeviceInt8Weight(qw, cuda) for _ in range(count - 1)]
 
 
+def csr_int8_ring(pw, count: int, cuda):
+    return [pw.to_device()] + [_cuda.DeviceCSRInt8Weight(pw, cuda) for _ in range(count - 1)]
+
+
 def bench_dense(timer, anchors, dense_ring, x, family, n, k, b, common, results):
     """cuBLAS anchors (fp32 and fp16) for ``x @ W.T`` with the dense weights of ``dense_ring``."""
     for dtype, mats in dense_ring:
@@ -319,6 +330,64 @@ def bench_csr(cuda, timer, anchors, n, k, sparsity, batches, l2, rng, results):
         bench_dense(timer, anchors, dense_ring, x, "csr", n, k, b, common, results)
         log(f"  csr {n}x{k} sparsity={sparsity} B={b}: "
             + timings(results, family="csr", N=n, batch=b, sparsity=sparsity))
+
+
+def bench_csr_int8(cuda, timer, anchors, n, k, sparsity, batches, l2, rng, results, copy_bw):
+    """Pruned int8 (``quantize(prune(W, sparsity))``, per-row scales) against the float32 CSR of the same
+    pattern and values (its dequantized weight, numaccel and cuSPARSE) and dense cuBLAS."""
+    W = rng.standard_normal((n, k)).astype(np.float32)
+    pw = na.quantize(na.prune(W, sparsity))
+    ring = csr_int8_ring(pw, ring_size(pw.nbytes, l2), cuda)
+    sw = pw.dequantize()
+    float_ring = csr_ring(sw, ring_size(sw.nbytes, l2), cuda)
+    deq = sw.to_dense()
+    dense_ring = anchors.dense_rings(deq, l2)
+    cusparse = None
+    if anchors.cusparse is not None:
+        import scipy.sparse as sp
+
+        m = anchors.cusparse.csr_matrix(sp.csr_matrix(sw.to_scipy()))
+        cusparse = [m] + [m.copy() for _ in range(ring_size(sw.nbytes, l2) - 1)]
+    for b in batches:
+        x = rng.standard_normal((b, k)).astype(np.float32)
+        ref = x.astype(np.float64) @ deq.astype(np.float64).T
+        dx = cuda.to_device(x)
+        dy = cuda.device_array((b, n), dtype=np.float32)
+        common = dict(trials=timer.trials, sparsity=sparsity, group_size=pw.group_size)
+        calls = [partial(na.linear, dx, w, out=dy) for w in ring]
+        med, best, hb = timer(calls)
+        moved = pw.nbytes + 4 * (b * k + b * n)
+        extra = {"bytes_per_s": moved / med, "nnz": pw.nnz}
+        if copy_bw:
+            extra["fraction_of_copy_bw"] = moved / med / copy_bw
+        results.append(entry("csr-int8", "numaccel-cuda", n, k, b, med, best, host_bound=hb,
+                             rel_err=rel_err(dy.copy_to_host(), ref), **common, **extra))
+        if b > 1:  # (K, B) in, (N, B) out: the batched kernel without the transposes of linear()
+            dxt = cuda.to_device(np.ascontiguousarray(x.T))
+            dyt = cuda.device_array((n, b), dtype=np.float32)
+            no_bias, _ = _bias(None, n, cuda)
+            calls = [partial(_launch_spmm_csr_int8_cuda, w, dxt, no_bias, 0, dyt) for w in ring]
+            med, best, hb = timer(calls)
+            results.append(entry("csr-int8", "numaccel-cuda-spmm-kernel", n, k, b, med, best, host_bound=hb,
+                                 rel_err=rel_err(dyt.copy_to_host().T, ref), **common))
+        # the same pattern and values in float32 CSR: what the int8 codes save
+        calls = [partial(na.linear, dx, w, out=dy) for w in float_ring]
+        med, best, hb = timer(calls)
+        results.append(entry("csr-int8", "numaccel-cuda-csr-float32", n, k, b, med, best, host_bound=hb,
+                             rel_err=rel_err(dy.copy_to_host(), ref), **common))
+        if cusparse is not None:
+            try:
+                xa = anchors.cupy.asarray(np.ascontiguousarray(x.T))
+                calls = [partial(operator.matmul, m, xa) for m in cusparse]
+                med, best, hb = timer(calls)
+                got = anchors.cupy.asnumpy(calls[0]())
+                results.append(entry("csr-int8", "cusparse-cupy-float32", n, k, b, med, best, host_bound=hb,
+                                     rel_err=rel_err(got.T, ref), **common))
+            except Exception as exc:  # noqa: BLE001 - an anchor failing must not stop the run
+                log(f"  cusparse-cupy failed: {type(exc).__name__}: {exc}")
+        bench_dense(timer, anchors, dense_ring, x, "csr-int8", n, k, b, common, results)
+        log(f"  csr-int8 {n}x{k} sparsity={sparsity} B={b}: "
+            + timings(results, family="csr-int8", N=n, batch=b, sparsity=sparsity))
 
 
 def bench_int8(cuda, timer, anchors, n, k, group_size, batches, l2, rng, results, copy_bw):
@@ -499,6 +568,8 @@ def main(argv=None) -> int:
             plan.append(("int8", n, k, g))
         for s in SPARSITIES if not args.tiny else [0.5]:
             plan.append(("csr", n, k, s))
+            if (n, k, s) in CSR_INT8_CASES or (args.tiny and s == 0.5):
+                plan.append(("csr-int8", n, k, s))
     for what, n, k, p in plan:
         if time.perf_counter() - t_start > args.budget:
             log(f"budget of {args.budget:.0f} s spent: skipping {what} {n}x{k} {p}")
@@ -508,6 +579,9 @@ def main(argv=None) -> int:
                 bench_transfers(cuda, timer, n, k, batches, results)
             elif what == "int8":
                 bench_int8(cuda, timer, anchors, n, k, p, batches, l2, rng, results, copy_bw)
+            elif what == "csr-int8":
+                bench_csr_int8(cuda, timer, anchors, n, k, p, batches if args.tiny else CSR_INT8_BATCHES, l2,
+                               rng, results, copy_bw)
             else:
                 bench_csr(cuda, timer, anchors, n, k, p, batches, l2, rng, results)
         except Exception as exc:  # noqa: BLE001 - keep what was measured

@@ -18,7 +18,7 @@ def pytest_benchmark_update_machine_info(config, machine_info):
     machine_info["numba"] = numba.__version__
     machine_info["numba_threads"] = numba.get_num_threads()
     machine_info["threading_layer"] = _config.threading_layer()
-    machine_info["avx512"] = _config._host_has_avx512()
+    machine_info["avx512"] = "avx512f" in _config.cpu_features()
     machine_info["csr_register_tiles"] = _config.CSR_USE_TILES
     machine_info["openblas_env"] = {
         k: os.environ[k] for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS")

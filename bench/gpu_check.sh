@@ -39,7 +39,7 @@ PYEOF
 
   step "CUDA tests on the device (kernels compiled for this GPU)"
   timeout 150 "$PY" -m pytest -q -p no:cacheprovider --junitxml="$OUT/cuda_tests.xml" \
-    tests/test_csr_cuda.py tests/test_int8_cuda.py tests/test_cuda_ptx.py tests/test_cuda_absent.py
+    tests/test_csr_cuda.py tests/test_int8_cuda.py tests/test_csr_int8_cuda.py tests/test_cuda_ptx.py tests/test_cuda_absent.py
   rc=$?; echo "tests exit code: $rc"; [ "$rc" -eq 0 ] || status=1
 
   step "GPU benchmarks"

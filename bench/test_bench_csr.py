@@ -50,7 +50,7 @@ L3_BYTES = host.llc_bytes()  # the host's last-level cache, from sysfs
 TARGET_SECONDS = 0.25 if QUICK else 0.6  # measuring time per benchmark
 CAP_SECONDS = 1.0
 BLAS = "openblas-env-unset" if "OPENBLAS_CORETYPE" not in os.environ else "openblas-env-set"
-IMPLS = ["numaccel", "numpy", "scipy", "torch", "mkl"]
+IMPLS = ["numaccel", "numaccel-int8", "numpy", "scipy", "torch", "mkl"]
 
 try:
     import scipy.sparse as sp
@@ -127,6 +127,7 @@ def _weights(n, k, sparsity, weights):
             "numaccel": [csr] + [na.CSRWeight(csr.indptr, csr.indices, csr.data, csr.shape)
                                  for _ in range(copies(csr.nbytes) - 1)],
             "csr": csr,
+            "copies": copies,
         }
     return _CACHE[key]
 
@@ -135,7 +136,10 @@ def _anchor_copies(ws, impl):
     if impl not in ws:
         csr = ws["csr"]
         ncopy = len(ws["numaccel"])
-        if impl in ("scipy", "mkl"):
+        if impl == "numaccel-int8":  # pruned-int8: its own (smaller) copies fill the same rotation
+            q = na.quantize(csr)
+            ws[impl] = [q] + [q.row_block(0, q.shape[0]) for _ in range(ws["copies"](q.nbytes) - 1)]
+        elif impl in ("scipy", "mkl"):
             ws[impl] = [csr.to_scipy() for _ in range(ncopy)]
         elif impl == "torch":
             torch = _torch()
@@ -170,6 +174,11 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
     if impl == "numaccel":
         def fn():
             return na.linear(x, pick(ws["numaccel"]))
+    elif impl == "numaccel-int8":
+        mats = _anchor_copies(ws, impl)
+
+        def fn():
+            return na.linear(x, pick(mats))
     elif impl == "numpy":
         def fn():
             return x @ pick(ws["dense"]).T
@@ -198,10 +207,11 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
     est = time.perf_counter() - t0
     if est > 5 * CAP_SECONDS:
         pytest.skip(f"{impl} over the size cap: one call took {est:.2f} s")
-    ref = last(ws["dense"])
+    # the anchors compute the same thing; pruned-int8 computes it with its dequantized weight
+    ref = ws["numaccel-int8"][0].to_dense() if impl == "numaccel-int8" else last(ws["dense"])
     got = np.asarray(y).reshape(-1, n) if batch > 1 else np.asarray(y).reshape(n)
     want = x @ ref.T
-    assert np.linalg.norm(got - want) <= 1e-4 * np.linalg.norm(want)  # the anchors compute the same thing
+    assert np.linalg.norm(got - want) <= 1e-4 * np.linalg.norm(want)
     for _ in range(min(len(ws["numaccel"]), 8)):
         fn()
     t0 = time.perf_counter()

@@ -6,7 +6,7 @@ NumPy in, NumPy out. See :func:`linear`, :func:`prune`, :func:`quantize` and :mo
 from . import formats, nn
 from .compression import compress
 from .distillation import distill, kd_loss
-from .formats import CSRWeight, Int8Weight
+from .formats import CSRInt8Weight, CSRWeight, Int8Weight
 from .io import load, save
 from .ops import linear, spmm
 from .parallel import ShardedWeight, shard
@@ -16,6 +16,6 @@ from .training import train
 
 __version__ = "0.1.0"
 
-__all__ = ["CSRWeight", "Int8Weight", "ShardedWeight", "__version__", "compress", "distill", "formats",
+__all__ = ["CSRInt8Weight", "CSRWeight", "Int8Weight", "ShardedWeight", "__version__", "compress", "distill", "formats",
            "kd_loss", "linear", "load", "magnitude_mask", "nn", "prune", "quantize", "save", "shard", "spmm",
            "train"]

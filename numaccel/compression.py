@@ -12,7 +12,7 @@ from .pruning import magnitude_mask
 
 __all__ = ["compress"]
 
-_FORMATS = ("best", "csr", "int8")
+_FORMATS = ("best", "csr", "int8", "csr-int8")
 
 
 def _dense32(w) -> np.ndarray:
@@ -25,6 +25,44 @@ def _relative_error(w, ref: np.ndarray) -> float:
     denom = float(np.linalg.norm(ref))
     err = float(np.linalg.norm(approx - ref))
     return err / denom if denom else err
+
+
+def _csr_source(layer_weight, w: np.ndarray, changed: bool):
+    """Return the float CSR form of a layer's new weight ``w``.
+
+    Built from ``w`` when pruning changed it, else from the layer's own pattern (a CSR weight itself, a
+    pruned-int8 weight's dequantized values).
+    """
+    if not changed:
+        if isinstance(layer_weight, formats.CSRWeight):
+            return layer_weight
+        if isinstance(layer_weight, formats.CSRInt8Weight):
+            return layer_weight.dequantize()
+    return formats.CSRWeight.from_dense(w)
+
+
+def _check_requests(sparsity, granularity, int8, group_size, symmetric, format) -> None:
+    """Refuse the combinations ``compress`` could only honour by dropping part of the request."""
+    if format not in _FORMATS:
+        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+    if not isinstance(int8, (bool, np.bool_)):
+        raise TypeError(f"int8 must be a bool, got {type(int8).__name__}")
+    if not isinstance(symmetric, (bool, np.bool_)):
+        raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+    if not int8:
+        if format in ("int8", "csr-int8"):
+            raise ValueError(f"format={format!r} stores int8 codes and needs int8=True; for float32 storage use "
+                             f"format='csr' or 'best'")
+        if group_size is not None or not symmetric:
+            raise ValueError(f"group_size={group_size!r} and symmetric={symmetric!r} say how to quantize, but "
+                             f"int8=False; pass int8=True, or leave them at their defaults")
+    elif not symmetric and format in ("csr", "csr-int8"):
+        raise ValueError(f"format={format!r} with int8=True stores the pruned-int8 format (csr-int8), whose "
+                         f"scales are symmetric so that its zeros stay exact; use symmetric=True, or "
+                         f"format='int8' for asymmetric dense int8 codes")
+    if sparsity is None and granularity != "tensor":
+        raise ValueError(f"granularity={granularity!r} says how sparsity= prunes, but sparsity is None; pass "
+                         f"sparsity=..., or leave granularity at 'tensor'")
 
 
 def schedule(sparsity: float, steps: int) -> list[float]:
@@ -53,10 +91,11 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     int8 : bool, keyword-only
         Quantize every layer with :func:`numaccel.quantize` (after pruning and fine-tuning, if any).
     group_size, symmetric : keyword-only
-        Passed to :func:`numaccel.quantize`.
-    format : {"best", "csr", "int8"}, keyword-only
-        With both ``sparsity`` and ``int8``: store each layer as CSR (float32 values), as dense int8 codes,
-        or as whichever of the two takes fewer bytes (``"best"``). Ignored otherwise.
+        Passed to :func:`numaccel.quantize`; only with ``int8=True``. In the pruned-int8 format a group is
+        ``group_size`` consecutive *stored* values of a row; its scales are always symmetric.
+    format : {"best", "csr", "int8", "csr-int8"}, keyword-only
+        How each layer is stored; see the table in the Notes. Never a silent choice: a combination that
+        would drop part of the request is a ``ValueError``.
     data : (X, y), optional, keyword-only
         Training data for fine-tuning; needed when ``finetune_epochs > 0``.
     finetune_epochs : int, keyword-only
@@ -77,8 +116,13 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
 
     Raises
     ------
-    TypeError, ValueError
-        Bad arguments; a layer whose weight cannot be densified.
+    TypeError
+        An argument of the wrong type; a layer whose weight cannot be densified.
+    ValueError
+        A value out of range, or a combination that cannot be honoured whole: ``format="int8"`` or
+        ``"csr-int8"`` without ``int8=True``; ``group_size`` or ``symmetric=False`` without ``int8=True``;
+        ``symmetric=False`` with ``format="csr"`` or ``"csr-int8"`` (pruned-int8 scales are symmetric);
+        ``granularity`` other than ``"tensor"`` without ``sparsity``.
 
     See Also
     --------
@@ -86,6 +130,26 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
 
     Notes
     -----
+    What each layer is stored as (the report's ``format`` names it):
+
+    ==============  =========================================  ===================================================
+    ``format``      ``int8=False``                             ``int8=True``
+    ==============  =========================================  ===================================================
+    ``"best"``      ``csr`` for the layers pruned here, the    per layer, the smaller in bytes of ``csr-int8``
+                    other layers unchanged                     and ``int8`` (``int8`` alone with
+                                                               ``symmetric=False``)
+    ``"csr"``       ``csr``: every layer's stored (or          ``csr-int8``: the same entries as int8 codes
+                    nonzero) entries as float32 values
+    ``"csr-int8"``  ``ValueError``                             ``csr-int8``, as ``"csr"``
+    ``"int8"``      ``ValueError``                             ``int8``: a code for every entry (a pruned entry
+                                                               is code 0)
+    ==============  =========================================  ===================================================
+
+    With neither ``sparsity`` nor ``int8`` and ``format="best"`` the model is returned with the same
+    weights. A layer that is not pruned here keeps its own pattern where it has one (a ``csr`` or
+    ``csr-int8`` input layer). Quantization always follows pruning and fine-tuning: the pruned-int8
+    format quantizes the final pruned float weights, row by row (or by groups of a row's stored values).
+
     Fine-tuning changes the kept weights too, so ``error`` measures the whole change, not only the
     pruning. Weights are pruned and quantized as float32; biases are kept as they are (dtype included).
 
@@ -96,18 +160,20 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     >>> small = na.compress(net, sparsity=0.9)
     >>> [row["format"] for row in small.report], round(small.report[0]["density"], 2)
     (['csr', 'csr'], 0.1)
+    >>> [row["format"] for row in na.compress(net, sparsity=0.9, int8=True).report]
+    ['csr-int8', 'csr-int8']
     """
     from .training import _as_labels, _positive_int, train
 
     model = _as_model(model)
-    if format not in _FORMATS:
-        raise ValueError(f"format must be one of {_FORMATS}, got {format!r}")
+    _check_requests(sparsity, granularity, int8, group_size, symmetric, format)
     if sparsity is not None:
         sparsity = as_fraction(sparsity, "sparsity")
     finetune_epochs = 0 if finetune_epochs == 0 else _positive_int(finetune_epochs, "finetune_epochs")
     steps = _positive_int(steps, "steps")
     originals = [_dense32(layer.weight) for layer in model.linears]
     weights = list(originals)
+    biases = None
     if sparsity is not None:
         if finetune_epochs:
             if data is None:
@@ -124,28 +190,26 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
         else:
             weights = [np.where(magnitude_mask(w, sparsity, granularity=granularity), w, np.float32(0))
                        for w in weights]
-            biases = None
-        stored = [formats.CSRWeight.from_dense(w) for w in weights]
+    elif finetune_epochs:
+        raise ValueError("finetune_epochs needs sparsity=...: fine-tuning follows pruning")
+    pruned = sparsity is not None
+    layers = [layer.weight for layer in model.linears]
+    if not int8:
+        if format == "csr" or pruned:
+            stored = [_csr_source(lw, w, pruned) for lw, w in zip(layers, weights, strict=True)]
+        else:
+            stored = layers
     else:
-        if finetune_epochs:
-            raise ValueError("finetune_epochs needs sparsity=...: fine-tuning follows pruning")
-        biases = None
-        stored = [layer.weight for layer in model.linears]
-    if int8:
         from .quantization import quantize
 
-        quantized = [quantize(w, group_size=group_size, symmetric=symmetric) for w in weights]
-        if format == "int8":
-            stored = quantized
-        else:
-            # a sparse layer (pruned here or CSR already) stays CSR unless int8 is forced or smaller
-            sparse = [sparsity is not None or isinstance(layer.weight, formats.CSRWeight)
-                      for layer in model.linears]
-            stored = [formats.CSRWeight.from_dense(w) if sp else q
-                      for w, q, sp in zip(weights, quantized, sparse, strict=True)]
-            if format == "best":
-                stored = [q if formats.nbytes(q) < formats.nbytes(c) else c
-                          for q, c in zip(quantized, stored, strict=True)]
+        stored = []
+        for lw, w in zip(layers, weights, strict=True):
+            candidates = []
+            if format in ("best", "csr", "csr-int8") and symmetric:
+                candidates.append(quantize(_csr_source(lw, w, pruned), group_size=group_size))
+            if format in ("best", "int8"):
+                candidates.append(quantize(w, group_size=group_size, symmetric=symmetric))
+            stored.append(min(candidates, key=formats.nbytes))  # ties: csr-int8, the first
     result = model.with_weights(stored, biases)
     result.report = [
         {"layer": row["layer"], "shape": row["shape"], "format": row["format"], "density": row["density"],

@@ -1,5 +1,8 @@
-"""``linear`` and ``spmm``: validate the activations, bias and output, then one explicit dispatch on the
-weight's registered format (:mod:`numaccel.formats`)."""
+"""``linear`` and ``spmm``: validate the inputs, then dispatch on the weight's registered format.
+
+Both validate the activations, bias and output, then make one explicit dispatch on the weight's
+registered format (:mod:`numaccel.formats`).
+"""
 
 from __future__ import annotations
 
@@ -53,7 +56,7 @@ def _dense_weight(weight: np.ndarray) -> np.ndarray:
 
 def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None, client=None,
            activations=_UNSET):
-    """A linear layer: ``y = x @ W.T + bias``.
+    """Apply a linear layer: ``y = x @ W.T + bias``.
 
     Parameters
     ----------
@@ -133,17 +136,19 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
     (2, 4, 2)
     """
     quant = _quant(activation_quant, activations)
-    if _is_dask_array(x):
+    if type(x) is not np.ndarray and _is_dask_array(x):
         from .parallel import data_parallel
 
         return data_parallel(x, weight, bias, out=out, device=device, quant=quant, client=client)
     device = check_device(device)
-    if is_scipy_sparse(weight):
+    spec = spec_of(weight)
+    if spec is None and is_scipy_sparse(weight):
         raise TypeError(
             f"weight is a scipy.sparse {type(weight).__name__}; convert it once with "
             f"numaccel.CSRWeight.from_scipy(m) (validated and packed for the kernels) and pass that"
         )
-    spec = spec_for(weight)
+    if spec is None:
+        spec = spec_for(weight)  # TypeError naming the registered formats
     if spec.call is not None:
         return spec.call(x, weight, bias, out=out, device=device, quant=quant, client=client)
     if client is not None:
@@ -169,7 +174,10 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
     n, k = (int(s) for s in weight.shape)
     check_features(x, k)
     bias = check_bias(bias, n)
-    rdtype = np.result_type(x.dtype, wdtype, *(() if bias is None else (bias.dtype,)))
+    if wdtype == x.dtype and (bias is None or bias.dtype == x.dtype):
+        rdtype = x.dtype
+    else:
+        rdtype = np.result_type(x.dtype, wdtype, *(() if bias is None else (bias.dtype,)))
     shape = x.shape[:-1] + (n,)
     if out is None:
         out = np.empty(shape, dtype=rdtype)
@@ -177,7 +185,9 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
         check_out(out, shape, rdtype, inputs={"x": x})
     if out.size:
         m = out.size // n
-        x2 = np.ascontiguousarray(x.reshape(m, k), dtype=rdtype)
+        x2 = x.reshape(m, k)
+        if x2.dtype != rdtype or not x2.flags.c_contiguous:
+            x2 = np.ascontiguousarray(x2, dtype=rdtype)
         spec.linear(weight, x2, out.reshape(m, n), quant)
         if bias is not None:
             out += bias

@@ -11,8 +11,10 @@ __all__ = ["magnitude_mask", "prune"]
 
 
 def _keep_top(a: np.ndarray, keep: int) -> np.ndarray:
-    """Per row of ``a`` (non-negative), a mask keeping the ``keep`` largest values; among equal values the
-    lowest column index wins, so the result is deterministic and the count exact."""
+    """Per row of ``a`` (non-negative), a mask keeping the ``keep`` largest values.
+
+    Among equal values the lowest column index wins, so the result is deterministic and the count exact.
+    """
     rows, cols = a.shape
     if keep <= 0:
         return np.zeros(a.shape, dtype=bool)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_weight_matrix
+from .formats.csr import CSRWeight
+from .formats.csr_int8 import CSRInt8Weight, group_pointer
 from .formats.int8 import Int8Weight, _as_group_size, _ngroups, group_length
 
 __all__ = ["quantize"]
@@ -14,14 +16,38 @@ _QUANTIZE_ROWS = 256
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
-def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
+def _round_scales(edge: np.ndarray, span: np.ndarray) -> np.ndarray:
+    """float32 scales for groups whose largest magnitude is ``edge`` and whose exact step is ``span``.
+
+    Within a step of float32's maximum (only such groups: ``|w| > 0.99 * max``), the code nearest the
+    group's edge can dequantize past it, to inf: such a group gets the step that puts the edge exactly
+    on a whole code (127 symmetric; asymmetric, the whole steps the edge holds, so the range still fits
+    255 steps), rounded down. A subnormal scale keeps only a few significant bits: rounded down, the
+    group's range no longer fits the codes and the clipped ones miss the ``scale / 2`` bound by many
+    steps, so those are rounded up (which also keeps a span below the smallest subnormal from becoming
+    scale 0). Normal scales are off by at most 6e-8 relative, far inside the bound, and stay as rounded.
+    """
+    span = span.copy()
+    big = edge > 0.99 * _F32_MAX
+    if big.any():
+        span[big] = edge[big] / np.floor(edge[big] / span[big] + 1e-9)
+    s32 = span.astype(np.float32)  # finite: |W| <= float32 max
+    s32[big] = np.where(s32[big].astype(np.float64) > span[big], np.nextafter(s32[big], np.float32(0)), s32[big])
+    low = (s32 < np.finfo(np.float32).tiny) & (s32.astype(np.float64) < span)
+    s32[low] = np.nextafter(s32[low], np.float32(np.inf))
+    return s32
+
+
+def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight | CSRInt8Weight:
     """Quantize float weights to int8 codes with per-channel or per-group scales.
 
     Parameters
     ----------
-    W : array_like, shape (N, K)
+    W : array_like, shape (N, K), or CSRWeight
         Floating-point weights, finite (converted to float32, the working precision). Rows are output
-        channels.
+        channels. A :class:`CSRWeight` (a pruned weight) gives a :class:`CSRInt8Weight`: the same pattern,
+        int8 codes and symmetric scales (``symmetric=False`` is refused), ``group_size`` counting a row's
+        consecutive stored values.
     group_size : int, optional, keyword-only
         Scale every ``group_size`` consecutive input features of a row separately (the last group of a row
         may be shorter); None for one scale per row.
@@ -31,7 +57,7 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
 
     Returns
     -------
-    Int8Weight
+    Int8Weight or CSRInt8Weight
 
     Raises
     ------
@@ -73,6 +99,8 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
     >>> qw.zero_points
     array([[-128, -128]], dtype=int8)
     """
+    if isinstance(W, CSRWeight):
+        return _quantize_csr(W, group_size, symmetric)
     W = as_weight_matrix(W, "W")
     group_size = _as_group_size(group_size)
     if not isinstance(symmetric, (bool, np.bool_)):
@@ -97,22 +125,7 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
             hi = blk.max(axis=2, initial=0.0)
             edge = np.maximum(-lo, hi)
             span = (hi - lo) / 255.0
-        # Within a step of float32's maximum (only such groups: |w| > 0.99 * max), the code nearest the
-        # group's edge can dequantize past it, to inf. Choose the step that puts the edge exactly on the
-        # n-th code (n = 127 symmetric; asymmetric the whole steps the edge holds, so the range still
-        # fits 255 steps), to be rounded down below.
-        big = edge > 0.99 * _F32_MAX
-        if big.any():
-            span[big] = edge[big] / np.floor(edge[big] / span[big] + 1e-9)
-        s32 = span.astype(np.float32)  # finite: |W| <= float32 max
-        s32[big] = np.where(s32[big].astype(np.float64) > span[big],
-                            np.nextafter(s32[big], np.float32(0)), s32[big])
-        # A subnormal scale keeps only a few significant bits: rounded down, the group's range no longer
-        # fits the codes and the clipped ones miss the scale / 2 bound by many steps. Round those up
-        # (which also keeps a span below the smallest subnormal from becoming scale 0). Normal scales
-        # are off by at most 6e-8 relative, far inside the bound, and stay as rounded.
-        low = (s32 < np.finfo(np.float32).tiny) & (s32.astype(np.float64) < span)
-        s32[low] = np.nextafter(s32[low], np.float32(np.inf))
+        s32 = _round_scales(edge, span)
         s = s32.astype(np.float64)[:, :, None]
         nz = s > 0
         safe = np.where(nz, s, 1.0)
@@ -130,3 +143,37 @@ def quantize(W, *, group_size=None, symmetric: bool = True) -> Int8Weight:
         scales = scales[:, 0].copy()
         zps = None if zps is None else zps[:, 0].copy()
     return Int8Weight._trusted(q, scales, zps, group_size)
+
+
+def _quantize_csr(sw: CSRWeight, group_size, symmetric) -> CSRInt8Weight:
+    """Quantize a pruned weight: the same pattern, int8 codes, symmetric scales.
+
+    One scale per row, or per group of a row's consecutive stored values.
+    """
+    group_size = _as_group_size(group_size)
+    if not isinstance(symmetric, (bool, np.bool_)):
+        raise TypeError(f"symmetric must be a bool, got {type(symmetric).__name__}")
+    if not symmetric:
+        raise ValueError("a pruned weight is quantized symmetrically (scale = max|w| / 127, no zero point), so "
+                         "that its zeros stay exact; use symmetric=True")
+    n = sw.shape[0]
+    indptr = sw.indptr.astype(np.int64)
+    nnz = sw.nnz
+    gptr = group_pointer(indptr, group_size)
+    counts = np.diff(indptr)
+    row_of = np.repeat(np.arange(n, dtype=np.int64), counts)
+    if group_size is None:
+        gid = row_of
+    else:
+        gid = gptr[row_of] + (np.arange(nnz, dtype=np.int64) - indptr[row_of]) // group_size
+    mag = np.abs(sw.data.astype(np.float64))
+    edge = np.zeros(int(gptr[-1]), dtype=np.float64)
+    if nnz:
+        first = np.flatnonzero(np.concatenate(([True], gid[1:] != gid[:-1])))
+        edge[gid[first]] = np.maximum.reduceat(mag, first)
+    s32 = _round_scales(edge, edge / 127.0)
+    s = s32.astype(np.float64)[gid]
+    nz = s > 0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        codes = np.where(nz, np.clip(np.rint(sw.data / np.where(nz, s, 1.0)), -127, 127), 0.0)
+    return CSRInt8Weight._trusted(sw.indptr, sw.indices, codes.astype(np.int8), s32, sw.shape, group_size)

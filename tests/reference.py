@@ -17,14 +17,42 @@ def csr_to_dense64(indptr, indices, data, shape) -> np.ndarray:
     return out
 
 
+def csr_int8_values64(indptr, qdata, scales, group_size) -> np.ndarray:
+    """The stored values ``qdata[p] * scale`` (nnz,) in float64 of a pruned-int8 weight's raw arrays.
+
+    Row ``i`` holds the values ``indptr[i]:indptr[i + 1]``. With ``group_size=None`` it has one scale,
+    ``scales[i]``; otherwise its values are cut into runs of ``group_size`` (the last one shorter), and the
+    runs of all rows, in row order, take the scales one after another (an empty row takes none).
+    """
+    indptr = [int(v) for v in np.asarray(indptr)]
+    q = np.asarray(qdata, dtype=np.float64)
+    s = np.asarray(scales, dtype=np.float64)
+    values = np.zeros(q.size, dtype=np.float64)
+    g = 0  # the next unused scale (grouped)
+    for i in range(len(indptr) - 1):
+        for j, p in enumerate(range(indptr[i], indptr[i + 1])):
+            if group_size is None:
+                values[p] = q[p] * s[i]
+            else:
+                values[p] = q[p] * s[g + j // group_size]
+        if group_size is not None:
+            m = indptr[i + 1] - indptr[i]
+            g += (m + group_size - 1) // group_size
+    assert g == s.size or group_size is None, "scales do not match the groups"
+    return values
+
+
 def dense64(weight) -> np.ndarray:
-    """Any weight (ndarray, CSRWeight, Int8Weight, scipy.sparse) as a float64 dense matrix."""
-    from numaccel.formats import CSRWeight, Int8Weight
+    """Any weight (ndarray, CSRWeight, CSRInt8Weight, Int8Weight, scipy.sparse) as a float64 dense matrix."""
+    from numaccel.formats import CSRInt8Weight, CSRWeight, Int8Weight
 
     if isinstance(weight, np.ndarray):
         return weight.astype(np.float64)
     if isinstance(weight, CSRWeight):
         return csr_to_dense64(weight.indptr, weight.indices, weight.data, weight.shape)
+    if isinstance(weight, CSRInt8Weight):
+        values = csr_int8_values64(weight.indptr, weight.qdata, weight.scales, weight.group_size)
+        return csr_to_dense64(weight.indptr, weight.indices, values, weight.shape)
     if isinstance(weight, Int8Weight):
         return ref_dequantize(weight.qweight, weight.scales, weight.zero_points, weight.group_size)
     if hasattr(weight, "tocoo"):  # scipy.sparse
@@ -111,6 +139,29 @@ def ref_quantize(W, group_size=None, symmetric=True):
         scales = scales[:, 0]
         zps = None if zps is None else zps[:, 0]
     return q, scales, zps
+
+
+def ref_quantize_csr(indptr, data, group_size=None):
+    """Symmetric quantization of a pruned weight's stored values ``data`` (CSR rows by ``indptr``), in float64:
+    returns (codes int8 (nnz,), scales float32). Each row, or each run of ``group_size`` consecutive stored
+    values of a row, gets ``scale = max|v| / 127`` (rounded as :func:`_scale32`) and
+    ``q = clip(rint(v / scale), -127, 127)``; an empty row has one scale, 0, without groups and none with them."""
+    indptr = [int(v) for v in np.asarray(indptr)]
+    data = np.asarray(data, dtype=np.float64)
+    codes = np.zeros(data.size, dtype=np.int8)
+    scales = []
+    for i in range(len(indptr) - 1):
+        lo, hi = indptr[i], indptr[i + 1]
+        step = max(hi - lo, 1) if group_size is None else group_size
+        starts = [lo] if group_size is None else range(lo, hi, step)
+        for a in starts:
+            blk = data[a:min(a + step, hi)]
+            edge = float(np.abs(blk).max()) if blk.size else 0.0
+            s = _scale32(edge / 127.0, edge)
+            scales.append(s)
+            if s > 0:
+                codes[a:a + blk.size] = np.clip(np.rint(blk / np.float64(s)), -127, 127)
+    return codes, np.array(scales, dtype=np.float32)
 
 
 def ref_quantize_rows_uint8(x):

@@ -39,6 +39,13 @@ def _signatures():
                 sigs.append(("csr_cuda", "_spmv_csr_cuda", f"void({csr}, {x}, {f1c}, int64, {f1c}, int64)"))
             for b in (f2c, f2a):
                 sigs.append(("csr_cuda", "_spmm_csr_cuda", f"void({csr}, {b}, {f1c}, int64, {f2c})"))
+            # pruned int8: codes, scales, the int64 scale pointer and the group length
+            ci8 = f"{indptr}, {idx}, int8[::1], {f1c}, int64[::1], int64"
+            for x in (f1c, f1a):
+                sigs.append(("csr_int8_cuda", "_spmv_csr_int8_cuda",
+                             f"void({ci8}, {x}, {f1c}, int64, {f1c}, int64)"))
+            for b in (f2c, f2a):  # linear passes a C-contiguous transpose; spmm, B as given
+                sigs.append(("csr_int8_cuda", "_spmm_csr_int8_cuda", f"void({ci8}, {b}, {f1c}, int64, {f2c})"))
     for a in (f2c, f2a):
         sigs.append(("csr_cuda", "_transpose_cuda", f"void({a}, {f2c})"))
     w = f"{i2c}, {f2c}, {i2c}"

@@ -36,6 +36,30 @@ def _tree(root: Path) -> dict:
             for p in sorted(root.rglob("*"))}
 
 
+def _row(table: str, name: str) -> list[str]:
+    """The cells of the table row named ``name``."""
+    line = next(ln for ln in table.splitlines() if ln.startswith(f"| {name} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def _header(table: str) -> list[str]:
+    line = next(ln for ln in table.splitlines() if ln.startswith("| model |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def _assert_rows_hold_what_they_say(wide: str, digits: str):
+    """Each compressed row's layers are stored in the format its name promises."""
+    for table, pruned, hidden in ((wide, "pruned 90%", 3), (digits, "pruned 90% + fine-tune", None)):
+        col = _header(table).index("layers stored as")
+        n = len(_row(table, "int8")[col].split(" / ")) if hidden is None else hidden
+        assert _row(table, "int8")[col] == " / ".join(["int8"] * n)
+        assert _row(table, pruned)[col] == " / ".join(["csr"] * n)
+        assert _row(table, "pruned 90% + int8")[col] == " / ".join(["csr-int8"] * n)
+        assert "csr-int8 = int8 codes of the kept entries" in table
+    col = _header(digits).index("bytes")
+    assert int(_row(digits, "pruned 90% + int8")[col]) < int(_row(digits, "pruned 90% + fine-tune")[col])
+
+
 def _assert_no_verdicts(printed: str):
     """The demo reports figures; whether they meet goals is for bench/, not for the demo's output."""
     for word in ("Targets", "target", " met", "missed"):
@@ -76,6 +100,7 @@ def test_demo_fast_writes_tables_and_plot_only_into_out(tmp_path, capsys, monkey
         written.append(out / "demo_digits.png")
         assert written[-1].read_bytes().startswith(b"\x89PNG") and written[-1].stat().st_size > 1000
     assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
+    _assert_rows_hold_what_they_say(wide, digits)
     assert f"wrote {', '.join(map(str, written))}" in printed
     _assert_no_verdicts(printed)
 

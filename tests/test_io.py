@@ -37,6 +37,8 @@ def _models():
         "mixed-sequential": nn.Sequential([nn.Linear(na.prune(W1, 0.5), b1), nn.ReLU(),
                                            nn.Linear(na.quantize(W2))]),
         "f64-bias": nn.MLP.from_arrays([W1, W2.astype(np.float64)], [b1.astype(np.float64), None]),
+        "csr-int8": nn.MLP.from_arrays([na.quantize(na.prune(W1, 0.8)), na.quantize(na.prune(W2, 0.5), group_size=3)],
+                                       [b1, None]),
     }
 
 

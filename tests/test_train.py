@@ -1,5 +1,7 @@
 """Trainer and compress: gradients vs finite differences, masked training, reproducibility, the report."""
 
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -163,8 +165,13 @@ def test_compress_prune_int8_and_report(rng):
     q = na.compress(net, int8=True)
     assert [r["format"] for r in q.report] == ["int8", "int8"]
     assert all(r["error"] < 0.02 for r in q.report)
-    both = na.compress(net, sparsity=0.9, int8=True)  # CSR (0.6 B/weight) beats dense int8 (1 B/weight)
-    assert [r["format"] for r in both.report] == ["csr", "csr"]
+    both = na.compress(net, sparsity=0.9, int8=True)  # pruned-int8 (0.3 B/weight) beats dense int8 (1 B/weight)
+    assert [r["format"] for r in both.report] == ["csr-int8", "csr-int8"]
+    for p, b in zip(pruned.linears, both.linears, strict=True):  # the pruned pattern, quantized
+        assert isinstance(b.weight, na.CSRInt8Weight)
+        assert np.array_equal(p.weight.indptr, b.weight.indptr) and np.array_equal(p.weight.indices, b.weight.indices)
+        assert b.nbytes < p.nbytes
+    assert all(r["error"] < pr["error"] + 0.01 for r, pr in zip(both.report, pruned.report, strict=True))
     forced = na.compress(net, sparsity=0.9, int8=True, format="int8")
     assert [r["format"] for r in forced.report] == ["int8", "int8"]
     kept = np.count_nonzero(pruned.linears[0].weight.data)
@@ -191,8 +198,25 @@ def test_compress_with_fine_tuning_keeps_the_sparsity(rng):
          "sparsity"),
         ({"sparsity": 0.5, "format": "bsr"}, ValueError, "format"),
         ({"sparsity": 0.5, "steps": 0}, ValueError, "steps"),
+        ({"sparsity": 0.5, "format": "int8"}, ValueError,
+         re.escape("format='int8' stores int8 codes and needs int8=True")),
+        ({"format": "csr-int8"}, ValueError, re.escape("format='csr-int8' stores int8 codes and needs int8=True")),
+        ({"sparsity": 0.5, "group_size": 4}, ValueError, "group_size=4 and symmetric=True say how to quantize, "
+                                                          "but int8=False"),
+        ({"symmetric": False}, ValueError, "but int8=False"),
+        ({"sparsity": 0.5, "int8": True, "symmetric": False, "format": "csr"}, ValueError,
+         re.escape("format='csr' with int8=True stores the pruned-int8 format (csr-int8), whose scales are symmetric")),
+        ({"int8": True, "symmetric": False, "format": "csr-int8"}, ValueError, "use symmetric=True, or "
+                                                                             "format='int8'"),
+        ({"granularity": "row"}, ValueError,
+         re.escape("granularity='row' says how sparsity= prunes, but sparsity is None")),
+        ({"int8": 1}, TypeError, "int8 must be a bool, got int"),
+        ({"int8": True, "symmetric": "no"}, TypeError, "symmetric must be a bool, got str"),
     ],
-    ids=["sparsity", "no-data", "no-sparsity", "format", "steps"],
+    ids=["sparsity", "no-data", "no-sparsity", "format", "steps", "int8-format-without-int8",
+         "csr-int8-format-without-int8", "group-size-without-int8", "asymmetric-without-int8",
+         "asymmetric-csr", "asymmetric-csr-int8", "granularity-without-sparsity", "int8-not-bool",
+         "symmetric-not-bool"],
 )
 def test_compress_rejects_bad_arguments(kwargs, exc, match):
     with pytest.raises(exc, match=match):
@@ -204,8 +228,77 @@ def test_compress_keeps_what_it_does_not_change(rng):
     sparse = nn.MLP.from_arrays([na.prune(W, 0.9)])
     same = na.compress(sparse)
     assert same.linears[0].weight is sparse.linears[0].weight and same.report[0]["error"] == 0.0
-    assert na.compress(sparse, int8=True).report[0]["format"] == "csr"  # 0.7 B/weight beats 1 B/weight
+    q = na.compress(sparse, int8=True)  # the layer's own pattern, quantized: 0.3 B/weight beats 1 B/weight
+    assert q.report[0]["format"] == "csr-int8"
+    assert np.array_equal(q.linears[0].weight.indices, sparse.linears[0].weight.indices)
     dense = na.compress(sparse, int8=True, format="int8")
     assert dense.report[0]["format"] == "int8" and dense.report[0]["density"] == 1.0  # int8 stores every entry
     kept = np.count_nonzero(dense.linears[0].weight.qweight)
     assert kept == pytest.approx(0.1 * W.size, abs=0.01 * W.size)  # the pruned entries are zero codes
+
+
+# (format, int8, sparsity) -> the formats of the two layers of a [32, 48, 10] MLP; the table of the docstring
+FORMAT_TABLE = [
+    ("best", False, None, ["dense", "dense"]),
+    ("best", False, 0.9, ["csr", "csr"]),
+    ("csr", False, None, ["csr", "csr"]),
+    ("csr", False, 0.9, ["csr", "csr"]),
+    ("best", True, None, ["int8", "int8"]),  # every entry kept: 1 B/weight beats 3
+    ("best", True, 0.9, ["csr-int8", "csr-int8"]),
+    ("best", True, 0.5, ["int8", "int8"]),  # half the entries: 1.5 B/weight loses to 1
+    ("csr", True, 0.5, ["csr-int8", "csr-int8"]),
+    ("csr-int8", True, None, ["csr-int8", "csr-int8"]),
+    ("csr-int8", True, 0.9, ["csr-int8", "csr-int8"]),
+    ("int8", True, 0.9, ["int8", "int8"]),
+    ("int8", True, None, ["int8", "int8"]),
+]
+
+
+@pytest.mark.parametrize("format, int8, sparsity, expected", FORMAT_TABLE,
+                         ids=[f"{f}-{int8=}-{s=}" for f, int8, s, _ in FORMAT_TABLE])
+def test_compress_stores_what_format_and_int8_ask_for(format, int8, sparsity, expected):
+    net = nn.MLP.init([32, 48, 10], seed=0)
+    out = na.compress(net, sparsity=sparsity, int8=int8, format=format)
+    assert [r["format"] for r in out.report] == expected
+    assert [na.formats.name_of(layer.weight) for layer in out.linears] == expected  # rows name what is stored
+    if sparsity is not None:
+        kept = [round((1 - sparsity) * 32 * 48), round((1 - sparsity) * 48 * 10)]
+        codes = [np.count_nonzero(na.formats.to_dense(layer.weight)) for layer in out.linears]
+        assert all(c <= k for c, k in zip(codes, kept, strict=True))  # pruning kept whatever the storage
+    if int8:
+        assert all(not na.formats.is_trainable(layer.weight) for layer in out.linears)  # int8 really applied
+    elif format == "csr" and sparsity is None:
+        assert all(r["error"] == 0.0 for r in out.report)  # the same values, stored as CSR
+
+
+def test_compress_int8_follows_fine_tuning_and_keeps_its_pattern(rng):
+    X, y = _blobs(rng, k=32, classes=10)
+    net = na.train(nn.MLP.init([32, 48, 10], seed=0), X, y, epochs=3, lr=1e-2)
+    kw = dict(sparsity=0.8, data=(X, y), finetune_epochs=1, steps=2, seed=0)
+    tuned = na.compress(net, **kw)
+    both = na.compress(net, int8=True, group_size=4, **kw)
+    for t, b in zip(tuned.linears, both.linears, strict=True):
+        w = b.weight
+        assert isinstance(w, na.CSRInt8Weight) and w.group_size == 4
+        assert np.array_equal(w.indptr, t.weight.indptr) and np.array_equal(w.indices, t.weight.indices)
+        # the fine-tuned float values, quantized: within half a step of each value's (group's) scale
+        err = np.abs(w.dequantize().data.astype(np.float64) - t.weight.data)
+        assert np.all(err <= np.max(w.scales) / 2 * (1 + 1e-6))
+        assert np.array_equal(b.bias, t.bias)
+    assert float((both.predict(X) == tuned.predict(X)).mean()) > 0.95
+
+
+def test_compress_best_without_symmetric_scales_stores_dense_int8():
+    net = nn.MLP.init([16, 8], seed=0)
+    out = na.compress(net, sparsity=0.9, int8=True, symmetric=False)
+    assert out.report[0]["format"] == "int8" and out.linears[0].weight.zero_points is not None
+
+
+def test_compress_recompresses_a_pruned_int8_model(rng):
+    W = rng.standard_normal((16, 8)).astype(np.float32)
+    model = nn.MLP.from_arrays([na.quantize(na.prune(W, 0.9))])
+    again = na.compress(model, int8=True)
+    assert again.report[0]["format"] == "csr-int8"
+    np.testing.assert_array_equal(again.linears[0].weight.indices, model.linears[0].weight.indices)
+    float_csr = na.compress(model, format="csr")  # stored as float32 CSR: the dequantized values
+    assert float_csr.report[0]["format"] == "csr" and float_csr.report[0]["error"] == 0.0

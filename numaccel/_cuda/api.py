@@ -16,8 +16,18 @@ import numpy as np
 
 from .._validate import check_out, is_scipy_sparse
 from ..formats.csr import CSRWeight
-from .formats import DeviceCSRWeight, device_copy
-from .launch import _launch_spmm_csr_cuda, _launch_spmv_csr_cuda, _linear_csr, _linear_int8, _scratch
+from ..formats.csr_int8 import CSRInt8Weight
+from .formats import DeviceCSRInt8Weight, DeviceCSRWeight, device_copy
+from .launch import (
+    _launch_spmm_csr_cuda,
+    _launch_spmm_csr_int8_cuda,
+    _launch_spmv_csr_cuda,
+    _launch_spmv_csr_int8_cuda,
+    _linear_csr,
+    _linear_csr_int8,
+    _linear_int8,
+    _scratch,
+)
 from .runtime import _require_cuda
 
 __all__ = ["call", "linear", "spmm", "to_device"]
@@ -27,16 +37,16 @@ _state: dict = {}
 
 
 def to_device(weight):
-    """Return ``weight`` (a CSRWeight or Int8Weight) resident on the GPU, copied there once.
+    """Return ``weight`` (a CSRWeight, Int8Weight or CSRInt8Weight) resident on the GPU, copied there once.
 
     Parameters
     ----------
-    weight : CSRWeight or Int8Weight
+    weight : CSRWeight, Int8Weight or CSRInt8Weight
         A device weight is returned as it is.
 
     Returns
     -------
-    DeviceCSRWeight or DeviceInt8Weight
+    DeviceCSRWeight, DeviceInt8Weight or DeviceCSRInt8Weight
         ``on_device`` is True; ``shape`` and the format's metadata are the host weight's. Pass it to
         :func:`numaccel.linear` (or :func:`numaccel.spmm`): a device weight runs on the GPU by itself.
 
@@ -45,7 +55,7 @@ def to_device(weight):
     RuntimeError
         CUDA cannot run here (no numba-cuda, no driver, no NVVM or no GPU); the message says which.
     TypeError
-        ``weight`` is not a CSRWeight or Int8Weight.
+        ``weight`` is not a CSRWeight, Int8Weight or CSRInt8Weight.
 
     Notes
     -----
@@ -200,6 +210,13 @@ def _check_quant(w, quant) -> None:
         if quant is not None:
             raise ValueError(f"activation_quant must be None for a CSRWeight, got {quant!r}")
         return
+    if isinstance(w, DeviceCSRInt8Weight):
+        if quant is not None:
+            raise ValueError(
+                f"activation_quant must be None for a CSRInt8Weight on device='cuda' (weight-only int8: the "
+                f"codes are scaled in float32), got {quant!r}"
+            )
+        return
     if quant not in (None, "int8"):
         raise ValueError(f"activation_quant must be None or 'int8' for an Int8Weight, got {quant!r}")
     if quant is not None and w._w8a8_error is not None:
@@ -215,14 +232,14 @@ def linear(x, weight, bias=None, *, out=None, activation_quant=None):
     ----------
     x : ndarray (..., K) or device array (K,) or (M, K), float32
         A NumPy ``x`` gives a NumPy result; a device ``x`` a device result.
-    weight : CSRWeight, Int8Weight or their device copies
+    weight : CSRWeight, Int8Weight, CSRInt8Weight or their device copies
         A host weight is copied to the device once (cached, see :func:`to_device`).
     bias : ndarray or device array (N,), float32, optional
     out : ndarray (..., N) or device array, float32, optional, keyword-only
         On the host for a NumPy ``x``, on the device for a device ``x``; C-contiguous.
     activation_quant : {None, "int8"}, keyword-only
-        ``"int8"`` (Int8Weight only): W8A8, rows of ``x`` quantized on the device, integer products
-        through ``dp4a``.
+        ``"int8"`` (Int8Weight only; None for the others): W8A8, rows of ``x`` quantized on the device,
+        integer products through ``dp4a``.
 
     Returns
     -------
@@ -233,8 +250,9 @@ def linear(x, weight, bias=None, *, out=None, activation_quant=None):
     RuntimeError
         CUDA cannot run here.
     TypeError
-        A weight that is not a CSRWeight or Int8Weight; ``x``, ``bias`` or ``out`` not float32 (float64
-        included: convert with ``.astype(np.float32)``); a host ``out`` for device activations.
+        A weight that is not a CSRWeight, Int8Weight or CSRInt8Weight; ``x``, ``bias`` or ``out`` not
+        float32 (float64 included: convert with ``.astype(np.float32)``); a host ``out`` for device
+        activations.
     ValueError
         Mismatched shapes; an ``activation_quant`` the weight does not support; W8A8 on an Int8Weight
         whose groups are too long for exact int32 sums.
@@ -255,21 +273,24 @@ def linear(x, weight, bias=None, *, out=None, activation_quant=None):
     if dout.size:
         if isinstance(w, DeviceCSRWeight):
             _linear_csr(w, dx, dbias, has_bias, dout, cuda)
+        elif isinstance(w, DeviceCSRInt8Weight):
+            _linear_csr_int8(w, dx, dbias, has_bias, dout, cuda)
         else:
             _linear_int8(w, dx, dbias, has_bias, dout, activation_quant, cuda)
     return _finish(dout, out, on_device, result_shape)
 
 
 def spmm(A, B, *, out=None):
-    """``numaccel.spmm`` on the GPU: ``C = A @ B`` in float32 for a CSRWeight (or its device copy) ``A``.
+    """``numaccel.spmm`` on the GPU: ``C = A @ B`` in float32 for a CSRWeight or CSRInt8Weight (or its device
+    copy) ``A``.
 
     NumPy ``B`` (K,) or (K, P) gives a NumPy result; a device ``B`` gives a device result. ``B`` and ``out``
     must be float32 (``TypeError`` otherwise, naming the conversion). See :func:`numaccel.spmm`.
     """
-    if not isinstance(A, (CSRWeight, DeviceCSRWeight)):
+    if not isinstance(A, (CSRWeight, DeviceCSRWeight, CSRInt8Weight, DeviceCSRInt8Weight)):
         raise TypeError(
-            f"A must be a CSRWeight (or its device copy) for device='cuda', got {type(A).__name__}; "
-            f"convert a scipy.sparse matrix with CSRWeight.from_scipy"
+            f"A must be a CSRWeight or CSRInt8Weight (or its device copy) for device='cuda', got "
+            f"{type(A).__name__}; convert a scipy.sparse matrix with CSRWeight.from_scipy"
         )
     cuda = _require_cuda()
     w = device_copy(A, cuda)
@@ -279,10 +300,11 @@ def spmm(A, B, *, out=None):
     shape = (m,) + tuple(db.shape[1:])
     dout = _output(out, shape, on_device, cuda)
     if dout.size:
-        if db.ndim == 1:
-            _launch_spmv_csr_cuda(w, db, dbias, 0, dout)
+        if isinstance(w, DeviceCSRInt8Weight):
+            launch = _launch_spmv_csr_int8_cuda if db.ndim == 1 else _launch_spmm_csr_int8_cuda
         else:
-            _launch_spmm_csr_cuda(w, db, dbias, 0, dout)
+            launch = _launch_spmv_csr_cuda if db.ndim == 1 else _launch_spmm_csr_cuda
+        launch(w, db, dbias, 0, dout)
     return _finish(dout, out, on_device, shape)
 
 

@@ -1,10 +1,12 @@
-"""Device-resident weights: the GPU copies of :class:`~numaccel.formats.CSRWeight` and
-:class:`~numaccel.formats.Int8Weight`, in the layouts of ``numaccel._kernels.csr_cuda`` / ``int8_cuda``.
+"""Device-resident weights: the GPU copies of :class:`~numaccel.formats.CSRWeight`,
+:class:`~numaccel.formats.Int8Weight` and :class:`~numaccel.formats.csr_int8.CSRInt8Weight`, in the layouts
+of ``numaccel._kernels.csr_cuda`` / ``int8_cuda`` / ``csr_int8_cuda``.
 
 A device weight is a registered :class:`~numaccel.formats.WeightFormat` (``"cuda-csr"``, ``"cuda-int8"``,
-registered by ``numaccel._cuda``) whose data lives on the GPU: its shape and metadata are those of the host
-weight it was copied from, ``to_dense`` and ``to_arrays`` go through the host weight, and it is neither
-split into row blocks nor rebuilt from saved arrays (save or shard the host weight; ``to_host()`` gives it).
+``"cuda-csr-int8"``, registered by ``numaccel._cuda``) whose data lives on the GPU: its shape and metadata
+are those of the host weight it was copied from, ``to_dense`` and ``to_arrays`` go through the host weight,
+and it is neither split into row blocks nor rebuilt from saved arrays (save or shard the host weight;
+``to_host()`` gives it).
 
 Device copies made by :func:`device_copy` are cached per host weight in a ``weakref.WeakKeyDictionary``:
 a copy refers to its host weight weakly (so the cache never keeps a host weight alive) and holds the host
@@ -20,9 +22,10 @@ import numpy as np
 
 from .. import formats
 from ..formats.csr import CSRWeight
+from ..formats.csr_int8 import CSRInt8Weight, group_pointer
 from ..formats.int8 import Int8Weight
 
-__all__ = ["DeviceCSRWeight", "DeviceInt8Weight", "device_copy"]
+__all__ = ["DeviceCSRInt8Weight", "DeviceCSRWeight", "DeviceInt8Weight", "device_copy"]
 
 _cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # host weight -> its device copy
 _cache_lock = threading.Lock()
@@ -94,23 +97,15 @@ class _DeviceWeight(formats.WeightFormat):
         return f"{self.to_host()!r}.to_device()"
 
 
-class DeviceCSRWeight(_DeviceWeight):
-    """A :class:`~numaccel.CSRWeight` resident on the GPU; made by ``CSRWeight.to_device()``.
+class _DeviceRows(_DeviceWeight):
+    """A device copy of a compressed-rows format: ``nnz`` and ``density`` are the host weight's."""
 
-    Holds device copies of ``indptr``, ``indices`` (the stored uint16 or int32 column ids) and ``data``;
-    ``shape``, ``nnz``, ``density`` and ``nbytes`` are those of the host weight, which ``to_host()``
-    returns. ``DeviceCSRWeight(host, cuda)`` makes a new copy (``device_copy`` makes and caches one).
-    """
+    __slots__ = ("_nnz", "_density")
 
-    __slots__ = ("indptr", "indices", "data", "_nnz", "_density")
-
-    def __init__(self, host: CSRWeight, cuda):
+    def _keep_rows(self, host) -> None:
         self._keep_host(host)
         self._nnz = int(host.nnz)
         self._density = float(host.density)
-        self.indptr = cuda.to_device(host.indptr)
-        self.indices = cuda.to_device(host.indices)
-        self.data = cuda.to_device(host.data)
 
     @property
     def nnz(self) -> int:
@@ -121,6 +116,54 @@ class DeviceCSRWeight(_DeviceWeight):
     def density(self) -> float:
         """``nnz / (N * K)``, that of the host weight."""
         return self._density
+
+
+class DeviceCSRWeight(_DeviceRows):
+    """A :class:`~numaccel.CSRWeight` resident on the GPU; made by ``CSRWeight.to_device()``.
+
+    Holds device copies of ``indptr``, ``indices`` (the stored uint16 or int32 column ids) and ``data``;
+    ``shape``, ``nnz``, ``density`` and ``nbytes`` are those of the host weight, which ``to_host()``
+    returns. ``DeviceCSRWeight(host, cuda)`` makes a new copy (``device_copy`` makes and caches one).
+    """
+
+    __slots__ = ("indptr", "indices", "data")
+
+    def __init__(self, host: CSRWeight, cuda):
+        self._keep_rows(host)
+        self.indptr = cuda.to_device(host.indptr)
+        self.indices = cuda.to_device(host.indices)
+        self.data = cuda.to_device(host.data)
+
+
+class DeviceCSRInt8Weight(_DeviceRows):
+    """A :class:`~numaccel.formats.csr_int8.CSRInt8Weight` resident on the GPU; made by
+    ``CSRInt8Weight.to_device()``.
+
+    Holds device copies of ``indptr``, ``indices`` (the stored uint16 or int32 column ids), ``qdata``
+    (int8 codes), ``scales`` (float32, (N,) or (G,)) and ``gptr``, the int64 scale pointer (N + 1,) of
+    :func:`~numaccel.formats.csr_int8.group_pointer` (``arange(N + 1)`` for per-row scales); ``gs`` is
+    the stored values per scale that the kernels of ``numaccel._kernels.csr_int8_cuda`` take
+    (``group_size``, or ``max(nnz, 1)`` for per-row scales: a row is one group). ``shape``, ``nnz``,
+    ``density``, ``group_size`` and ``nbytes`` are those of the host weight, which ``to_host()`` returns.
+    ``DeviceCSRInt8Weight(host, cuda)`` makes a new copy (``device_copy`` makes and caches one).
+    """
+
+    __slots__ = ("indptr", "indices", "qdata", "scales", "gptr", "gs", "_group_size")
+
+    def __init__(self, host: CSRInt8Weight, cuda):
+        self._keep_rows(host)
+        self._group_size = host.group_size
+        self.gs = max(self._nnz, 1) if host.group_size is None else int(host.group_size)
+        self.indptr = cuda.to_device(host.indptr)
+        self.indices = cuda.to_device(host.indices)
+        self.qdata = cuda.to_device(host.qdata)
+        self.scales = cuda.to_device(host.scales)
+        self.gptr = cuda.to_device(group_pointer(host.indptr, host.group_size))
+
+    @property
+    def group_size(self):
+        """The host weight's stored values per scale within a row (None: one scale per row)."""
+        return self._group_size
 
 
 def _pack_int8(q: np.ndarray, group_size) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -212,22 +255,25 @@ class DeviceInt8Weight(_DeviceWeight):
 
 
 def device_copy(weight, cuda):
-    """The device copy of host ``weight`` (a CSRWeight or Int8Weight), made once and cached; a device
-    weight is returned as it is."""
+    """The device copy of host ``weight`` (a CSRWeight, Int8Weight or CSRInt8Weight), made once and cached;
+    a device weight is returned as it is."""
     if isinstance(weight, _DeviceWeight):
         return weight
     if isinstance(weight, CSRWeight):
         make = DeviceCSRWeight
     elif isinstance(weight, Int8Weight):
         make = DeviceInt8Weight
+    elif isinstance(weight, CSRInt8Weight):
+        make = DeviceCSRInt8Weight
     elif isinstance(weight, np.ndarray):
         raise TypeError(
-            "device='cuda' runs CSRWeight and Int8Weight weights, got a dense numpy.ndarray; compress it "
-            "with numaccel.prune or numaccel.quantize, or use CuPy/PyTorch for dense layers"
+            "device='cuda' runs CSRWeight, Int8Weight and CSRInt8Weight weights, got a dense numpy.ndarray; "
+            "compress it with numaccel.prune or numaccel.quantize, or use CuPy/PyTorch for dense layers"
         )
     else:
         raise TypeError(
-            f"weight must be a CSRWeight or Int8Weight for device='cuda', got {type(weight).__name__}"
+            f"weight must be a CSRWeight, Int8Weight or CSRInt8Weight for device='cuda', got "
+            f"{type(weight).__name__}"
         )
     with _cache_lock:  # one copy per host weight, even when threads ask at once
         cached = _cache.get(weight)

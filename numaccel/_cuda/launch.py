@@ -1,4 +1,4 @@
-"""Host launchers of the CUDA kernels in ``numaccel._kernels.csr_cuda`` and ``numaccel._kernels.int8_cuda``:
+"""Host launchers of the CUDA kernels in ``numaccel._kernels.csr_cuda``, ``int8_cuda`` and ``csr_int8_cuda``:
 grid and block shapes, the device scratch arrays, the kernel sequence of each operation.
 
 Arguments arrive validated and on the device (``numaccel._cuda.api``); the one check here is the layout a
@@ -11,7 +11,7 @@ import threading
 
 import numpy as np
 
-from .formats import DeviceCSRWeight, DeviceInt8Weight
+from .formats import DeviceCSRInt8Weight, DeviceCSRWeight, DeviceInt8Weight
 
 _local = threading.local()
 
@@ -20,6 +20,12 @@ def _kernels():
     from .._kernels import csr_cuda, int8_cuda
 
     return csr_cuda, int8_cuda
+
+
+def _csr_int8_kernels():
+    from .._kernels import csr_int8_cuda
+
+    return csr_int8_cuda
 
 
 def _rows(a):
@@ -90,10 +96,16 @@ def _launch_transpose_cuda(a, out) -> None:
 
 def _linear_csr(w: DeviceCSRWeight, x, bias, has_bias, out, cuda) -> None:
     """``out = x @ W.T + bias`` for device ``x`` (K,) or (B, K) and ``out`` (N,) or (B, N)."""
+    _linear_rows(w, x, bias, has_bias, out, cuda, _launch_spmv_csr_cuda, _launch_spmm_csr_cuda)
+
+
+def _linear_rows(w, x, bias, has_bias, out, cuda, spmv, spmm) -> None:
+    """The row-split ``spmv`` launcher for one row of ``x``, else the batched ``spmm`` launcher on
+    transposed operands."""
     if x.ndim == 1 or x.shape[0] == 1:
         x1 = x if x.ndim == 1 else x[0]
         o1 = out if out.ndim == 1 else out[0]
-        _launch_spmv_csr_cuda(w, x1, bias, has_bias, o1)
+        spmv(w, x1, bias, has_bias, o1)
         return
     nb, k = x.shape
     n = out.shape[1]
@@ -102,8 +114,30 @@ def _linear_csr(w: DeviceCSRWeight, x, bias, has_bias, out, cuda) -> None:
     if k:  # with K = 0 the weight has no nonzeros and xt is never read
         _launch_transpose_cuda(x, xt)
     yt = _scratch("yt", (n, nb), np.float32, cuda)
-    _launch_spmm_csr_cuda(w, xt, bias, has_bias, yt)
+    spmm(w, xt, bias, has_bias, yt)
     _launch_transpose_cuda(yt, out)
+
+
+def _launch_spmv_csr_int8_cuda(w: DeviceCSRInt8Weight, x, bias, has_bias, out) -> None:
+    kern = _csr_int8_kernels()
+    m = out.shape[0]
+    lanes = _spmv_lanes(w.nnz, m)
+    grid = _blocks(m, kern.SPMV_THREADS // lanes)
+    kern._spmv_csr_int8_cuda[grid, kern.SPMV_THREADS](w.indptr, w.indices, w.qdata, w.scales, w.gptr, w.gs, x,
+                                                       bias, has_bias, out, lanes)
+
+
+def _launch_spmm_csr_int8_cuda(w: DeviceCSRInt8Weight, b, bias, has_bias, out) -> None:
+    kern = _csr_int8_kernels()
+    m, p = out.shape
+    grid = (_blocks(m, kern.SPMM_ROWS), _blocks(p, kern.SPMM_TILE))
+    kern._spmm_csr_int8_cuda[grid, (kern.SPMM_LANES, kern.SPMM_ROWS)](
+        w.indptr, w.indices, w.qdata, w.scales, w.gptr, w.gs, b, bias, has_bias, out)
+
+
+def _linear_csr_int8(w: DeviceCSRInt8Weight, x, bias, has_bias, out, cuda) -> None:
+    """``out = x @ W.T + bias`` for a pruned-int8 device weight, as :func:`_linear_csr` does it."""
+    _linear_rows(w, x, bias, has_bias, out, cuda, _launch_spmv_csr_int8_cuda, _launch_spmm_csr_int8_cuda)
 
 
 def _linear_int8(w: DeviceInt8Weight, x, bias, has_bias, out, quant, cuda) -> None:

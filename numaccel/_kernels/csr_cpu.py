@@ -59,6 +59,9 @@ def _emit_prefetch(builder, ptr) -> None:
 def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
     """Build the intrinsic for a tile of ``nv`` vectors of ``vw`` float32 lanes (width ``vw * nv``).
 
+    ``data`` may be float32 values or int8 codes (converted exactly to float32 as they are read: the
+    caller scales the tile).
+
     ``nsets`` (a power of two) sets of ``nv`` accumulators take the nonzeros in turn, so that
     ``nsets * nv`` independent FMA chains hide the FMA latency; the sets are added at the end. Once per
     ``nsets`` nonzeros the values and column ids ``prefetch`` nonzeros ahead are prefetched (0: never):
@@ -74,7 +77,7 @@ def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
         if not (
             isinstance(indices, types.Array) and indices.ndim == 1
             and isinstance(indices.dtype, types.Integer)
-            and isinstance(data, types.Array) and data.dtype == types.float32
+            and isinstance(data, types.Array) and data.dtype in (types.float32, types.int8)
             and isinstance(xs, types.Array) and xs.ndim == 2 and xs.dtype == types.float32
             and isinstance(acc, types.Array) and acc.dtype == types.float32
         ):
@@ -108,8 +111,12 @@ def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
                     row.append(slot)
                 accs.append(row)
 
+            codes = data_t.dtype == types.int8  # int8 codes: converted exactly to float32 as they are read
+
             def step(p, slots):
                 v = builder.load(builder.gep(da.data, [p]))
+                if codes:
+                    v = builder.sitofp(v, f32)
                 vb = builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i64, 0)), undef,
                                             zero_mask)
                 k = ext(builder.load(builder.gep(ia.data, [p])), i64)
@@ -151,7 +158,7 @@ def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
 # Accumulator sets of the register-tile kernel (a power of two): this many nonzeros in a row run as
 # independent FMA chains; and how far ahead (in nonzeros) it prefetches the weight values and column ids.
 # Both change the compiled code, so they live here: editing this file invalidates Numba's cached kernels.
-# Measured values: docs/performance.md ("CSR register tiles").
+# Why these values: docs/performance.md ("Tunables").
 TILE_ACC_SETS = 4
 PREFETCH_NNZ = 2048
 
@@ -316,7 +323,8 @@ def _hsum(builder, v, lanes: int):
 
 @intrinsic
 def _row_dot16(typingctx, indices, data, start, end, x):
-    """``sum_p data[p] * x[indices[p]]`` over ``p`` in ``[start, end)``, float32.
+    """``sum_p data[p] * x[indices[p]]`` over ``p`` in ``[start, end)``, float32 (``data`` float32 values or
+    int8 codes, converted exactly as they are read).
 
     Sixteen activations are loaded one by one into the lanes of a vector (``insertelement``), the
     sixteen values with one vector load, then one ``llvm.fma.v16f32``; two vector accumulators take
@@ -325,11 +333,12 @@ def _row_dot16(typingctx, indices, data, start, end, x):
     """
     if not (
         isinstance(indices, types.Array) and indices.ndim == 1 and isinstance(indices.dtype, types.Integer)
-        and isinstance(data, types.Array) and data.dtype == types.float32
+        and isinstance(data, types.Array) and data.dtype in (types.float32, types.int8)
         and isinstance(x, types.Array) and x.ndim == 1 and x.dtype == types.float32
     ):
         return None
     sig = types.float32(indices, data, types.int64, types.int64, x)
+    codes = data.dtype == types.int8
 
     def codegen(context, builder, signature, args):
         idx_t, data_t, _, _, x_t = signature.args
@@ -349,11 +358,20 @@ def _row_dot16(typingctx, indices, data, start, end, x):
             k = ext(builder.load(builder.gep(ia.data, [p])), i64)
             return builder.load(builder.gep(xa.data, [k]))
 
+        def dval(p):
+            v = builder.load(builder.gep(da.data, [p]))
+            return builder.sitofp(v, f32) if codes else v
+
         def group(p, slot):
             xv = ir.Constant(vty, ir.Undefined)
             for j in range(lanes):
                 xv = builder.insert_element(xv, xval(builder.add(p, ir.Constant(i64, j))), ir.Constant(i32, j))
-            dv = builder.load(builder.bitcast(builder.gep(da.data, [p]), vty.as_pointer()), align=4)
+            if codes:
+                cty = ir.VectorType(ir.IntType(8), lanes)
+                cv = builder.load(builder.bitcast(builder.gep(da.data, [p]), cty.as_pointer()), align=1)
+                dv = builder.sitofp(cv, vty)
+            else:
+                dv = builder.load(builder.bitcast(builder.gep(da.data, [p]), vty.as_pointer()), align=4)
             builder.store(builder.call(fma, [dv, xv, builder.load(slot)]), slot)
 
         accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(2)]
@@ -375,11 +393,11 @@ def _row_dot16(typingctx, indices, data, start, end, x):
             q = builder.add(p, builder.shl(loop.index, ir.Constant(i64, 1)))
             for u in range(2):
                 qu = builder.add(q, ir.Constant(i64, u))
-                prod = builder.fmul(builder.load(builder.gep(da.data, [qu])), xval(qu))
+                prod = builder.fmul(dval(qu), xval(qu))
                 builder.store(builder.fadd(builder.load(tails[u]), prod), tails[u])
         with builder.if_then(builder.trunc(rest, ir.IntType(1))):
             q = builder.sub(end_v, ir.Constant(i64, 1))
-            prod = builder.fmul(builder.load(builder.gep(da.data, [q])), xval(q))
+            prod = builder.fmul(dval(q), xval(q))
             builder.store(builder.fadd(builder.load(tails[0]), prod), tails[0])
         return builder.fadd(total, builder.fadd(builder.load(tails[0]), builder.load(tails[1])))
 

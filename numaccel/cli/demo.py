@@ -4,7 +4,7 @@
 else):
 
 * a wide MLP (synthetic weights, 4096 hidden units): bytes, batch-1 latency, batch-256 throughput and
-  speed-up over dense NumPy for the dense, int8, pruned and pruned + int8 versions of the same model;
+  speed-up over dense NumPy for the dense, int8, pruned and pruned-int8 versions of the same model;
 * scikit-learn's bundled digits: a teacher MLP trained here, its int8, pruned-and-fine-tuned and distilled
   versions, with test accuracy per seed next to the same speed columns (needs ``numaccel[examples]``).
 """
@@ -21,13 +21,14 @@ from ..training import _progress_bar
 
 __all__ = ["run"]
 
-# (name, compress() keywords) of the variants built from one dense model.
+# (name, compress() keywords) of the variants built from one dense model; each names the format it stores
+# (dense int8 codes, float32 CSR, pruned-int8), so that a row holds what its name says.
 VARIANTS = [
-    ("int8", {"int8": True}),
-    ("pruned 50%", {"sparsity": 0.5}),
-    ("pruned 80%", {"sparsity": 0.8}),
-    ("pruned 90%", {"sparsity": 0.9}),
-    ("pruned 90% + int8", {"sparsity": 0.9, "int8": True}),
+    ("int8", {"int8": True, "format": "int8"}),
+    ("pruned 50%", {"sparsity": 0.5, "format": "csr"}),
+    ("pruned 80%", {"sparsity": 0.8, "format": "csr"}),
+    ("pruned 90%", {"sparsity": 0.9, "format": "csr"}),
+    ("pruned 90% + int8", {"sparsity": 0.9, "int8": True, "format": "csr-int8"}),
 ]
 
 
@@ -174,8 +175,13 @@ def wide_demo(*, fast: bool, rounds: int) -> str:
     title = (f"Wide MLP {sizes}, float32 activations, {_threads()} threads, {rounds} interleaved rounds "
              f"(speed-ups over the dense model through NumPy/BLAS; weights stay in cache between calls "
              f"only where they fit the last-level cache)")
-    return f"{title}{_FAST_NOTE if fast else ''}\n\n{markdown_table(header, rows)}\n"
+    return f"{title}{_FAST_NOTE if fast else ''}\n\n{markdown_table(header, rows)}\n\n{_FORMATS_NOTE}\n"
 
+
+# What the "layers stored as" column's names hold, printed under each table.
+_FORMATS_NOTE = ("Layers stored as: dense = float32 array; int8 = int8 codes of every entry with per-row float32 "
+                "scales; csr = float32 values of the kept entries with uint16 column ids; csr-int8 = int8 codes "
+                "of the kept entries (same pattern) with per-row float32 scales.")
 
 _FAST_NOTE = " [fast mode: small models, one short timing sample each; the figures are a smoke test]"
 
@@ -206,12 +212,13 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int,
         Xtr, ytr, Xte, yte = _split(X, y, seed)
         teacher = train(MLP.init(cfg["teacher"], seed=seed), Xtr, ytr, epochs=cfg["epochs"], lr=cfg["lr"],
                         weight_decay=cfg["weight_decay"], seed=seed, progress=not fast)
-        models = {"teacher, dense fp32": teacher, "int8": compress(teacher, int8=True)}
+        models = {"teacher, dense fp32": teacher, "int8": compress(teacher, int8=True, format="int8")}
         for s in (0.5, 0.8, 0.9):
             models[f"pruned {s:.0%} + fine-tune"] = compress(
                 teacher, sparsity=s, data=(Xtr, ytr), finetune_epochs=cfg["finetune_epochs"],
-                steps=cfg["steps"], lr=cfg["finetune_lr"], seed=seed, progress=not fast)
-        models["pruned 90% + int8"] = compress(models["pruned 90% + fine-tune"], int8=True)
+                steps=cfg["steps"], lr=cfg["finetune_lr"], seed=seed, progress=not fast, format="csr")
+        # the pruned, fine-tuned model's own pattern, its values quantized per row (pruned-int8)
+        models["pruned 90% + int8"] = compress(models["pruned 90% + fine-tune"], int8=True, format="csr-int8")
         student0 = MLP.init(cfg["student"], seed=seed + 1000)
         models["student, distilled"] = distill(
             teacher, student0, Xtr, ytr, temperature=cfg["temperature"], alpha=cfg["alpha"],
@@ -235,9 +242,10 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int,
                     + [f"{statistics.mean(a):.2f}", f"{statistics.mean(a) - teacher_acc:+.2f}", _formats(m),
                        m.num_params, m.nbytes, f"{dense_bytes / m.nbytes:.1f}x", *_speed_cells(speed[name])])
     title = (f"Digits (scikit-learn load_digits, 1797 images 8x8, 20% test split per seed), teacher "
-             f"{cfg['teacher']}, student {cfg['student']}, {_threads()} threads; speed from seed "
-             f"{seeds[0]}'s models, {rounds} interleaved rounds")
-    text = f"{title}{_FAST_NOTE if fast else ''}\n\n{markdown_table(header, rows)}\n"
+             f"{cfg['teacher']}, student {cfg['student']}, {_threads()} threads; \"pruned 90% + int8\" is the "
+             f"pruned, fine-tuned model with its values quantized to int8 (per-row scales); bytes include the "
+             f"float32 biases; speed from seed {seeds[0]}'s models, {rounds} interleaved rounds")
+    text = f"{title}{_FAST_NOTE if fast else ''}\n\n{markdown_table(header, rows)}\n\n{_FORMATS_NOTE}\n"
     drawn = None
     if plot_path is not None:
         drawn = _plot(first, acc, speed, plot_path)

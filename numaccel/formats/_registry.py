@@ -80,7 +80,7 @@ class WeightFormat(abc.ABC):
 
     @abc.abstractmethod
     def to_dense(self) -> np.ndarray:
-        """The weight as a new dense ``(N, K)`` array (float32 unless the format stores wider values)."""
+        """Return the weight as a new dense ``(N, K)`` array (float32 unless the format stores wider values)."""
 
     @abc.abstractmethod
     def row_block(self, start: int, stop: int) -> WeightFormat:
@@ -88,7 +88,7 @@ class WeightFormat(abc.ABC):
 
     @abc.abstractmethod
     def to_arrays(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """The arrays the format is saved as, and its parameters (JSON values: numbers, strings, lists, ...)."""
+        """Return the arrays the format is saved as, and its parameters (JSON values: numbers, strings, lists, ...)."""
 
     @classmethod
     @abc.abstractmethod
@@ -96,7 +96,7 @@ class WeightFormat(abc.ABC):
         """Rebuild (and validate completely) a weight from what :meth:`to_arrays` gave."""
 
     def result_dtype(self, x_dtype) -> np.dtype:
-        """dtype of ``linear(x, self)`` for activations of ``x_dtype`` (float32 or float64): the same."""
+        """Return the dtype of ``linear(x, self)`` for activations of ``x_dtype`` (float32 or float64): the same."""
         return np.dtype(x_dtype)
 
     @property
@@ -209,7 +209,10 @@ def register(cls: type, *, name: str, linear=None, spmm=None, to_device=None, ca
 
 
 def spec_of(weight) -> FormatSpec | None:
-    """The registered format of ``weight`` (by its class and base classes), or None."""
+    """Return the registered format of ``weight`` (by its class and base classes), or None."""
+    spec = _by_class.get(type(weight))
+    if spec is not None:
+        return spec
     for klass in type(weight).__mro__:
         spec = _by_class.get(klass)
         if spec is not None:
@@ -229,7 +232,7 @@ def spec_for(weight, name: str = "weight") -> FormatSpec:
 
 
 def lookup(name: str) -> FormatSpec:
-    """The format registered as ``name``; ``ValueError`` for an unknown name."""
+    """Return the format registered as ``name``; raise ``ValueError`` for an unknown name."""
     spec = _by_name.get(name)
     if spec is None:
         raise ValueError(f"unknown weight format {name!r}; registered: {', '.join(registered())}")
@@ -244,7 +247,7 @@ def registered() -> list[str]:
 # --------------------------------------------------------------------------------------------------
 # the protocol for any weight, dense arrays included
 def name_of(weight) -> str:
-    """The registered name of ``weight``'s format (``"dense"`` for an ndarray)."""
+    """Return the registered name of ``weight``'s format (``"dense"`` for an ndarray)."""
     return spec_for(weight).name
 
 
@@ -309,5 +312,5 @@ def is_trainable(weight) -> bool:
 
 
 def untrainable_reason(weight) -> str:
-    """The way out for a weight training cannot update (the format's ``untrainable_hint``)."""
+    """Return the way out for a weight training cannot update (the format's ``untrainable_hint``)."""
     return str(getattr(type(weight), "untrainable_hint", WeightFormat.untrainable_hint))

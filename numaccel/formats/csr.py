@@ -43,7 +43,39 @@ def _as_shape(shape) -> tuple[int, int]:
     return int(n), int(k)
 
 
-class CSRWeight(WeightFormat):
+class _RowPattern:
+    """Attributes of a compressed-rows pattern (``_shape``, ``_indptr``, ``_kidx``), shared by the CSR formats."""
+
+    __slots__ = ()
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """``(N, K)`` = ``(out_features, in_features)``."""
+        return self._shape
+
+    @property
+    def nnz(self) -> int:
+        """Number of stored entries (explicitly stored zeros included)."""
+        return int(self._kidx.size)
+
+    @property
+    def density(self) -> float:
+        """Fraction ``nnz / (N * K)`` of the entries that are stored (0.0 for an empty shape)."""
+        n, k = self._shape
+        return self.nnz / (n * k) if n * k else 0.0
+
+    @property
+    def indptr(self) -> np.ndarray:
+        """Row pointers as stored (read-only, no copy): int32, or int64 when ``nnz >= 2**31``."""
+        return self._indptr
+
+    @property
+    def indices(self) -> np.ndarray:
+        """Column ids as stored (read-only, no copy): uint16 when ``K <= 65536``, else int32."""
+        return self._kidx
+
+
+class CSRWeight(_RowPattern, WeightFormat):
     """A pruned weight ``W`` of shape ``(N, K)`` = ``(out_features, in_features)`` in CSR form.
 
     Parameters
@@ -140,8 +172,11 @@ class CSRWeight(WeightFormat):
     # ----------------------------------------------------------------------------------------------
     # constructors and conversions
     def __reduce__(self):
-        # Pickled (by Dask, multiprocessing) as its arrays only, rebuilt and validated by the constructor:
-        # whatever a planner or a device keeps beside the weight stays behind.
+        """Pickle as the format's arrays only, rebuilt and validated by the constructor.
+
+        Used by Dask and multiprocessing: whatever a planner or a device keeps beside the weight stays
+        behind.
+        """
         return (type(self), (self._indptr, self._kidx, self._data, self._shape))
 
     @classmethod
@@ -228,7 +263,7 @@ class CSRWeight(WeightFormat):
                                    self._data[lo:hi].copy(), (stop - start, self._shape[1]))
 
     def to_arrays(self):
-        """The stored arrays (read-only) ``indptr``, ``indices``, ``data`` and ``{"shape": [N, K]}``."""
+        """Return the stored arrays (read-only) ``indptr``, ``indices``, ``data`` and ``{"shape": [N, K]}``."""
         n, k = self._shape
         return {"indptr": self._indptr, "indices": self._kidx, "data": self._data}, {"shape": [n, k]}
 
@@ -243,39 +278,17 @@ class CSRWeight(WeightFormat):
             raise ValueError(f"a csr weight needs the arrays {sorted(missing)}")
         return cls(arrays["indptr"], arrays["indices"], arrays["data"], params["shape"])
 
-    # ----------------------------------------------------------------------------------------------
-    # attributes
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self._shape
-
-    @property
-    def nnz(self) -> int:
-        return int(self._data.size)
-
-    @property
-    def density(self) -> float:
-        n, k = self._shape
-        return self.nnz / (n * k) if n * k else 0.0
-
     @property
     def nbytes(self) -> int:
         """Bytes held in memory: ``indptr`` + column ids (as stored) + values."""
         return int(self._indptr.nbytes + self._kidx.nbytes + self._data.nbytes)
 
     @property
-    def indptr(self) -> np.ndarray:
-        return self._indptr
-
-    @property
-    def indices(self) -> np.ndarray:
-        """Column ids as stored (read-only, no copy): uint16 when ``K <= 65536``, else int32."""
-        return self._kidx
-
-    @property
     def data(self) -> np.ndarray:
+        """Values as stored (read-only, no copy), float32."""
         return self._data
 
     def __repr__(self) -> str:
+        """Return a short description: the shape, the number of stored entries and the density."""
         n, k = self._shape
         return f"CSRWeight(shape=({n}, {k}), nnz={self.nnz}, density={self.density:.4g})"

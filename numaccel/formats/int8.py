@@ -32,8 +32,11 @@ def _ngroups(k: int, group_size) -> int:
 
 
 def group_length(k: int, group_size) -> int:
-    """Features per group as the kernels see it: ``group_size``, or the whole row (at least 1) for
-    per-channel scales and for a group longer than the row."""
+    """Return the number of features per group as the kernels see it.
+
+    That is ``group_size``, or the whole row (at least 1) for per-channel scales and for a group longer
+    than the row.
+    """
     return max(k, 1) if group_size is None else min(group_size, max(k, 1))
 
 
@@ -156,14 +159,20 @@ class Int8Weight(WeightFormat):
         self._group_size = group_size
 
     def __reduce__(self):
-        # Pickled (by Dask, multiprocessing) as its arrays only: packed copies a planner keeps and any
-        # device copy are rebuilt where the weight is used, so a used weight travels at its own size.
+        """Pickle as the format's arrays only (codes, scales, zero points and group size).
+
+        Used by Dask and multiprocessing: packed copies a planner keeps and any device copy are rebuilt
+        where the weight is used, so a used weight travels at its own size.
+        """
         return (type(self)._trusted, (self._q, self._scales, self._zps, self._group_size))
 
     @classmethod
     def _trusted(cls, q, scales, zps, group_size) -> Int8Weight:
-        """Wrap arrays numaccel built itself, already valid (C-contiguous int8 codes, float32 scales, int8
-        zero points or None), without checks; the arrays are taken over (made read-only)."""
+        """Wrap arrays numaccel built itself, already valid, without checks.
+
+        The arrays (C-contiguous int8 codes, float32 scales, int8 zero points or None) are taken over
+        (made read-only).
+        """
         self = cls.__new__(cls)
         self._init(q, scales, zps, group_size)
         return self
@@ -172,22 +181,27 @@ class Int8Weight(WeightFormat):
     # attributes and conversions
     @property
     def qweight(self) -> np.ndarray:
+        """Integer codes as stored (read-only, no copy): C-contiguous int8, shape ``(N, K)``."""
         return self._q
 
     @property
     def scales(self) -> np.ndarray:
+        """Scales as stored (read-only, no copy): float32, shape ``(N,)`` or ``(N, ceil(K / group_size))``."""
         return self._scales
 
     @property
     def zero_points(self):
+        """Zero points as stored (read-only, no copy): int8, same shape as ``scales``; None if symmetric."""
         return self._zps
 
     @property
     def group_size(self):
+        """Group length along the input features; None for per-channel scales."""
         return self._group_size
 
     @property
     def shape(self) -> tuple[int, int]:
+        """``(N, K)`` = ``(out_features, in_features)``."""
         return self._q.shape
 
     @property
@@ -214,7 +228,7 @@ class Int8Weight(WeightFormat):
         return q
 
     def to_dense(self) -> np.ndarray:
-        """The same as :meth:`dequantize`."""
+        """Return the same as :meth:`dequantize`."""
         return self.dequantize()
 
     def row_block(self, start: int, stop: int) -> Int8Weight:
@@ -247,6 +261,7 @@ class Int8Weight(WeightFormat):
         return spec_for(self).to_device(self)
 
     def __repr__(self) -> str:
+        """Return a short description: the shape, the group size and whether the codes are symmetric."""
         n, k = self.shape
         kind = "asymmetric" if self._zps is not None else "symmetric"
         return f"Int8Weight(shape=({n}, {k}), group_size={self._group_size}, {kind})"

@@ -16,8 +16,10 @@ _embedded_lock = threading.Lock()
 
 
 def _embedded_layout(cores: int) -> tuple[int, int]:
-    """(workers, Numba threads per worker) for a machine with ``cores`` cores: one Dask thread per worker,
-    at most 8 workers, and ``workers * threads <= cores``."""
+    """Return ``(workers, Numba threads per worker)`` for a machine with ``cores`` cores.
+
+    One Dask thread per worker, at most 8 workers, and ``workers * threads <= cores``.
+    """
     workers = max(1, min(cores, 8))
     return workers, max(1, cores // workers)
 
@@ -33,7 +35,7 @@ def _import_distributed():
 
 
 def get_client(client=None):
-    """The client a model-parallel call runs on.
+    """Return the client a model-parallel call runs on.
 
     Parameters
     ----------

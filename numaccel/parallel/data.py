@@ -25,7 +25,7 @@ _resident_lock = threading.Lock()
 
 
 def _resident_weight(token, weight):
-    """The weight this worker process holds under ``token`` (``weight`` itself the first time)."""
+    """Return the weight this worker process holds under ``token`` (``weight`` itself the first time)."""
     if token is None or _current_worker() is None:
         return weight
     with _resident_lock:
@@ -52,7 +52,7 @@ _tokens: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _weight_token(weight) -> str:
-    """A graph key name for a weight: content hash for (mutable) ndarrays, one id per immutable object."""
+    """Return a graph key name for a weight: content hash for (mutable) ndarrays, one id per immutable object."""
     if isinstance(weight, np.ndarray):
         from dask.base import tokenize
 
@@ -67,8 +67,10 @@ def _weight_token(weight) -> str:
 
 
 def _probe(weight, bias, k: int, dtype, quant, device) -> np.dtype:
-    """Run the ordinary ``linear``'s checks here, before any task is built or sent, on a zero-row input
-    (no kernel runs, so no planner cache is built on this side); the result dtype."""
+    """Run the ordinary ``linear``'s checks here, before any task is built or sent; return the result dtype.
+
+    The checks run on a zero-row input: no kernel runs, so no planner cache is built on this side.
+    """
     return ops.linear(np.empty((0, k), dtype=dtype), weight, bias, activation_quant=quant, device=device).dtype
 
 

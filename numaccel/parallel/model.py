@@ -40,8 +40,10 @@ _placements_lock = threading.Lock()
 
 
 def _placed(weight, client, *, verify: bool = False) -> list:
-    """``[(worker address, future)]`` per shard of ``weight`` on ``client``'s workers; lost ones are placed
-    again from the local copy, on the live workers, round robin."""
+    """Return ``[(worker address, future)]`` per shard of ``weight`` on ``client``'s workers.
+
+    Lost ones are placed again from the local copy, on the live workers, round robin.
+    """
     with _placements_lock:
         entry = _placements.get(weight)
         if entry is None:

@@ -14,8 +14,11 @@ _GATHER_HINT = "use the unsharded weight it was made from (or its .shards one by
 
 
 def _check_shardable(weight, name: str = "weight"):
-    """``weight`` if it can be split by rows: a 2-D float dense array or a host weight of a registered
-    format that runs through the ordinary ``linear`` (not a sharded or device-resident weight)."""
+    """Return ``weight`` if it can be split by rows.
+
+    That is a 2-D float dense array or a host weight of a registered format that runs through the
+    ordinary ``linear`` (not a sharded or device-resident weight).
+    """
     if isinstance(weight, ShardedWeight):
         raise TypeError(f"{name} is already a ShardedWeight; shard the original weight instead")
     spec = formats.spec_for(weight, name)
@@ -153,7 +156,7 @@ class ShardedWeight(formats.WeightFormat):
         return s.result_dtype(x_dtype)
 
     def to_dense(self) -> np.ndarray:
-        """The full weight as one dense ``(N, K)`` array: the shards' dense forms, stacked."""
+        """Return the full weight as one dense ``(N, K)`` array: the shards' dense forms, stacked."""
         return np.concatenate([formats.to_dense(s) for s in self._shards], axis=0)
 
     def row_block(self, start: int, stop: int):
@@ -170,16 +173,20 @@ class ShardedWeight(formats.WeightFormat):
         raise TypeError("a ShardedWeight is not rebuilt from saved arrays; load the unsharded weight and shard it")
 
     def __len__(self) -> int:
+        """Return the number of shards."""
         return len(self._shards)
 
     def __repr__(self) -> str:
+        """Return a short description: the full shape, the number of shards and their format."""
         n, k = self._shape
         return f"ShardedWeight(shape=({n}, {k}), shards={len(self)}, format={self.format!r})"
 
     def __getstate__(self):
+        """Pickle as the shards only; the shape and bounds are recomputed when unpickled."""
         return {"shards": self._shards}
 
     def __setstate__(self, state):
+        """Rebuild from the pickled shards through the constructor (its checks included)."""
         self.__init__(state["shards"])
 
 

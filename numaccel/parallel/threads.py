@@ -33,7 +33,7 @@ def _cores() -> int:
 
 
 def _current_worker():
-    """The Dask worker running the current task, or None (no distributed, or not inside a task)."""
+    """Return the Dask worker running the current task, or None (no distributed, or not inside a task)."""
     mod = sys.modules.get("distributed")
     if mod is None:
         return None

@@ -1,5 +1,7 @@
-"""What a planner derives from a weight (row partitions, packed copies), made once per weight and freed
-with it: the formats stay plain data."""
+"""What a planner derives from a weight (row partitions, packed copies), made once per weight.
+
+It is freed with the weight: the formats stay plain data.
+"""
 
 from __future__ import annotations
 

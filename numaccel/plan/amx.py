@@ -1,5 +1,6 @@
-"""Intel AMX for W8A8: whether this process may use it, the packed weights, and the call (the int8
-planner, :mod:`numaccel.plan.int8`, decides when).
+"""Intel AMX for W8A8: whether this process may use it, the packed weights, and the call.
+
+The int8 planner, :mod:`numaccel.plan.int8`, decides when.
 
 AMX is used only when all of these hold, checked once per process (a forked child inherits both the
 permission and this module's verdict; an exec'd one, such as a Dask worker, starts afresh and asks again):
@@ -61,7 +62,7 @@ def _request_permission() -> str | None:
 
 
 def usable() -> bool:
-    """True when this process may run the AMX kernels (see the module docstring); decided once."""
+    """Return True when this process may run the AMX kernels (see the module docstring); decided once."""
     global _verdict
     if _verdict is None:
         with _lock:
@@ -78,9 +79,11 @@ def usable() -> bool:
 
 
 def eligible(weight, batch: int) -> bool:
-    """Whether W8A8 ``linear`` on ``weight`` with ``batch`` activation rows runs on AMX here: AMX usable,
-    ``_config.INT8_USE_AMX`` on, ``batch >= _config.AMX_MIN_BATCH``, and groups (when any) of a multiple of
-    64 features and at most 131072."""
+    """Whether W8A8 ``linear`` on ``weight`` with ``batch`` activation rows runs on AMX here.
+
+    It does when AMX is usable, ``_config.INT8_USE_AMX`` is on, ``batch >= _config.AMX_MIN_BATCH``, and
+    the groups (when any) are of a multiple of 64 features and at most 131072.
+    """
     if not _config.INT8_USE_AMX or batch < _config.AMX_MIN_BATCH:
         return False
     gs = weight.group_size

@@ -40,7 +40,7 @@ def _frozen(a: np.ndarray) -> np.ndarray:
 
 
 def _slab_array(shape: tuple[int, int, int]) -> np.ndarray:
-    """An uninitialised float32 array for the packed activations.
+    """Return an uninitialised float32 array for the packed activations.
 
     Sizes between ``_config.CSR_SLAB_KEEP_MIN`` and ``_config.CSR_SLAB_KEEP_BYTES`` come from a buffer
     kept per Python thread and aligned to 2 MiB, so that repeated calls neither fault its pages in again
@@ -85,12 +85,12 @@ def _nchunks() -> int:
 
 
 def chunk_bounds(w) -> np.ndarray:
-    """The row partition the parallel kernels use for ``w`` at the current thread count."""
+    """Return the row partition the parallel kernels use for ``w`` at the current thread count."""
     return row_bounds(w, _nchunks())
 
 
 def serial(nnz: int, shape: tuple[int, int], p: int) -> bool:
-    """True when a product with ``p`` activation columns is too small to gain from threads.
+    """Return True when a product with ``p`` activation columns is too small to gain from threads.
 
     The work estimate counts a nonzero once per 8 columns (the batched kernels handle 8 to 32 columns
     per vector instruction) and every activation read and output written once.
@@ -100,8 +100,11 @@ def serial(nnz: int, shape: tuple[int, int], p: int) -> bool:
 
 
 def _batched(indptr, kidx, data, shape, bounds, b, out, *, transposed: bool) -> None:
-    """``A @ b`` for ``b`` given either as (K, P) (``transposed`` False; ``out`` (N, P)) or as the rows of
-    ``b.T`` (``transposed`` True: ``b`` is x (P, K), ``out`` is (P, N)); ``bounds`` None: serial."""
+    """Compute ``A @ b`` into ``out``, for ``b`` given either as (K, P) or as the rows of ``b.T``.
+
+    With ``transposed`` False, ``b`` is (K, P) and ``out`` (N, P); with ``transposed`` True, ``b`` is
+    x (P, K) and ``out`` is (P, N). ``bounds`` None: serial.
+    """
     p = b.shape[0] if transposed else b.shape[1]
     n, k = shape
     nchunks = 1 if bounds is None else bounds.size - 1

@@ -1,5 +1,7 @@
-"""How an int8 product runs on this host: weight-only panels or the portable loop, W8A8 on AMX, AVX-512
-VNNI or the portable loop, activation blocking, and the packed copies of the codes each path reads.
+"""How an int8 product runs on this host: the kernels, the activation blocking and the packed copies.
+
+Weight-only products run on panels or the portable loop, W8A8 on AMX, AVX-512 VNNI or the portable
+loop; activations are blocked, and each path reads its own packed copy of the codes.
 
 The packed copies are made on first use and kept in caches keyed by the weight (made once, freed with it;
 not counted in the weight's ``nbytes``): 64-row panels for weight-only float32, 4-feature VNNI panels for
@@ -77,10 +79,12 @@ def w8a8_max_group(has_zp: bool) -> int:
 
 
 def _w8a8_group_size(k: int, gs: int, g: int, has_zp: bool):
-    """Group length for the W8A8 kernels' int32 sums: ``gs`` when its sums are exact; for a single group per
-    row (``g == 1``) longer than that, the length of ``ceil(k / limit)`` equal chunks rounded up to a multiple
-    of 4 (never above the limit: the VNNI layout takes whole 4-feature steps); None when a row holds
-    several groups that are too long."""
+    """Group length for the W8A8 kernels' int32 sums.
+
+    That is ``gs`` when its sums are exact; for a single group per row (``g == 1``) longer than that, the
+    length of ``ceil(k / limit)`` equal chunks rounded up to a multiple of 4 (never above the limit: the
+    VNNI layout takes whole 4-feature steps); None when a row holds several groups that are too long.
+    """
     limit = w8a8_max_group(has_zp)
     if min(gs, k) <= limit:
         return gs
@@ -102,8 +106,11 @@ def _transposed(a: np.ndarray, dtype=None) -> np.ndarray:
 
 
 def _panels(w, v: _Views):
-    """Weight-only layout, made once on first use: the codes as (P, K, 64) panels of 64 transposed rows
-    (zero rows past N), scales and zero points transposed to (G, 64P) float32."""
+    """Weight-only layout, made once on first use.
+
+    The codes as (P, K, 64) panels of 64 transposed rows (zero rows past N), scales and zero points
+    transposed to (G, 64P) float32.
+    """
     pk = v.panels
     if pk is None:
         n, k = w.shape
@@ -117,9 +124,12 @@ def _panels(w, v: _Views):
 
 
 def _w8a8_grouping(w, v: _Views):
-    """W8A8 grouping, made once: ``(gs, scales (N, G), zero points (N, G))`` with every group short enough
-    for an exact int32 sum: the format's own when it is, else the row split into equal chunks, each with
-    the row's scale and zero point; None when the format has several groups per row that are too long."""
+    """W8A8 grouping, made once: ``(gs, scales (N, G), zero points (N, G))``.
+
+    Every group is short enough for an exact int32 sum: the format's own when it is, else the row split
+    into equal chunks, each with the row's scale and zero point; None when the format has several groups
+    per row that are too long.
+    """
     w8 = v.w8
     if w8 is None:
         n, k = w.shape
@@ -137,8 +147,11 @@ def _w8a8_grouping(w, v: _Views):
 
 
 def w8a8_groups(w):
-    """The W8A8 grouping of the Int8Weight ``w``: ``(gs, scales (N, G), zero points (N, G) int32)``, every
-    group's int32 sum exact; ``ValueError`` saying why when W8A8 cannot sum this weight's groups exactly."""
+    """Return the W8A8 grouping of the Int8Weight ``w``: ``(gs, scales (N, G), zero points (N, G) int32)``.
+
+    Every group's int32 sum is exact; ``ValueError`` saying why when W8A8 cannot sum this weight's groups
+    exactly.
+    """
     v = _views_of(w)
     w8 = _w8a8_grouping(w, v)
     if w8 is None:
@@ -154,9 +167,12 @@ def w8a8_groups(w):
 
 
 def _panels4(w, v: _Views):
-    """VNNI layout, made once on first use: (P, ceil(K/4), 256) panels holding, for each step of 4
-    features, the 4 codes of each of 64 rows together; ``128 * group sums of q`` (int32, modulo 2**32),
-    scales (float32) and zero points (int32) as (G, 64P), for the W8A8 grouping."""
+    """VNNI layout, made once on first use.
+
+    (P, ceil(K/4), 256) panels holding, for each step of 4 features, the 4 codes of each of 64 rows
+    together; ``128 * group sums of q`` (int32, modulo 2**32), scales (float32) and zero points (int32)
+    as (G, 64P), for the W8A8 grouping.
+    """
     pk = v.panels4
     if pk is None:
         gs8, s8, z8 = w8a8_groups(w)
@@ -176,14 +192,16 @@ def _panels4(w, v: _Views):
 
 
 def _block(k: int, gs: int, g: int, target: int) -> int:
-    """Length of the activation blocks: about ``target`` features, whole groups when there are several,
-    never more than ``k``."""
+    """Length of the activation blocks.
+
+    About ``target`` features, whole groups when there are several, never more than ``k``.
+    """
     kx = target if g == 1 else gs * max(1, target // gs)
     return min(kx, k)
 
 
 def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:
-    """Sums of ``x`` (B, K) over each group of ``gs`` features, shape (B, g), in x's dtype."""
+    """Return the sums of ``x`` (B, K) over each group of ``gs`` features, shape (B, g), in x's dtype."""
     B, k = x.shape
     pad = g * gs - k
     xp = np.pad(x, ((0, 0), (0, pad))) if pad else x
@@ -191,8 +209,10 @@ def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:
 
 
 def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
-    """``out = x @ w.dequantize().T`` (``quant`` None) or its W8A8 form (``quant == "int8"``) for an
-    Int8Weight ``w``, validated C-contiguous ``x`` (B, K) and ``out`` (B, N) of x's dtype."""
+    """Compute ``out = x @ w.dequantize().T`` (``quant`` None) or its W8A8 form (``quant == "int8"``).
+
+    For an Int8Weight ``w``, validated C-contiguous ``x`` (B, K) and ``out`` (B, N) of x's dtype.
+    """
     if quant not in (None, "int8"):
         raise ValueError(f"activation_quant must be None or 'int8' for an Int8Weight, got {quant!r}")
     B, k = x.shape
