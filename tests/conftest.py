@@ -73,3 +73,15 @@ def dispatch(request, monkeypatch):
 
     monkeypatch.setattr(_config, "CSR_SERIAL_WORK", 1 << 62 if request.param == "serial" else -1)
     return request.param
+
+
+def make_weight(rng, n, k, density, *, empty_rows=True):
+    """A random CSRWeight of about ``density`` nonzeros, rows 1 and -1 empty (for n > 2) unless told not to."""
+    import numaccel as na
+
+    W = rng.standard_normal((n, k)).astype(np.float32)
+    W[rng.random((n, k)) >= density] = 0
+    if empty_rows and n > 2:
+        W[1] = 0
+        W[-1] = 0
+    return na.CSRWeight.from_dense(W)

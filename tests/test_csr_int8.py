@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import make_weight
 from hypothesis import given
 from hypothesis import strategies as st
 from reference import csr_int8_values64, dense64, ref_linear, ref_mlp, ref_quantize_csr, ref_spmm
@@ -40,12 +41,7 @@ def path(request, monkeypatch):
 
 
 def pruned(rng, n, k, density, *, empty_rows=True) -> na.CSRWeight:
-    W = rng.standard_normal((n, k)).astype(np.float32)
-    W[rng.random((n, k)) >= density] = 0
-    if empty_rows and n > 2:
-        W[1] = 0
-        W[-1] = 0
-    return na.CSRWeight.from_dense(W)
+    return make_weight(rng, n, k, density, empty_rows=empty_rows)
 
 
 def staircase(rng, k=97, rows=70) -> na.CSRWeight:

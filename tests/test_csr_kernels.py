@@ -12,6 +12,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from conftest import make_weight
 from reference import ref_linear, ref_spmm
 
 import numaccel as na
@@ -27,15 +28,6 @@ PATHS = ["tiles", "portable"] if HAS_AVX512 else ["portable"]
 def path(request, monkeypatch):
     monkeypatch.setattr(_config, "CSR_USE_TILES", request.param == "tiles")
     return request.param
-
-
-def make_weight(rng, n, k, density, *, empty_rows=True):
-    W = rng.standard_normal((n, k)).astype(np.float32)
-    W[rng.random((n, k)) >= density] = 0
-    if empty_rows and n > 2:
-        W[1] = 0
-        W[-1] = 0
-    return na.CSRWeight.from_dense(W)
 
 
 def nan_out(shape, dtype):

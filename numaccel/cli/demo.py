@@ -146,8 +146,38 @@ def environment() -> str:
     names = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
     blas = ", ".join(f"{k}={os.environ[k]}" for k in names if k in os.environ)
     return (f"numpy {np.__version__}, numba {numba.__version__} ({_config.threading_layer()} layer, "
-            f"{_threads()} threads), {platform.machine()} {os.cpu_count()} CPUs; "
-            f"{blas or 'OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset'}")
+            f"{_threads()} threads), {_cpu_model() or platform.machine()}, {os.cpu_count()} logical CPUs, "
+            f"last-level cache {_llc_text()}; {blas or 'OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset'}")
+
+
+def _cpu_model() -> str:
+    """Return the CPU's model name (Linux's /proc/cpuinfo), or "" where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _llc_text() -> str:
+    """Return the largest cache level Linux reports for CPU 0 (sysfs), e.g. "300 MiB"; "unknown" elsewhere."""
+    import glob
+
+    best = 0
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            best = max(best, int(digits) * scale)
+    return f"{best / (1 << 20):.0f} MiB" if best else "unknown"
 
 
 # --------------------------------------------------------------------------------------------------
