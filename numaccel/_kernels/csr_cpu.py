@@ -457,6 +457,18 @@ def _spmv_csr_rows(indptr, indices, data, bounds, x, out):
         _spmv_rows_range(indptr, indices, data, bounds[c], bounds[c + 1], x, out)
 
 
+@njit(inline="always", fastmath=FASTMATH)
+def _store_row(acc, i, P, transposed, out):
+    """Row ``i``'s ``P`` results from ``acc`` into ``out`` (N, P), or its column ``i`` when ``transposed``."""
+    if transposed:
+        for j in range(P):
+            out[j, i] = acc[j]
+    else:
+        orow = out[i]
+        for j in range(P):
+            orow[j] = acc[j]
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def _spmm_rows_range(indptr, indices, data, r0, r1, b, acc, transposed, out):
     """Rows ``r0:r1`` of ``_spmm_csr_rows``; ``acc`` (P,) of b's dtype (called alone for small weights)."""
@@ -486,13 +498,7 @@ def _spmm_rows_range(indptr, indices, data, r0, r1, b, acc, transposed, out):
             r = b[idx[p]]
             for j in range(P):
                 acc[j] += v * r[j]
-        if transposed:
-            for j in range(P):
-                out[j, i] = acc[j]
-        else:
-            orow = out[i]
-            for j in range(P):
-                orow[j] = acc[j]
+        _store_row(acc, i, P, transposed, out)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)

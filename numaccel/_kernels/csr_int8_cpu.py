@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .csr_cpu import _row_dot16, _tile_row
+from .csr_cpu import _row_dot16, _store_row, _tile_row
 
 
 # --------------------------------------------------------------------------------------------------
@@ -190,13 +190,7 @@ def _spmm_q_rows_range(indptr, indices, q, scales, gptr, gs, r0, r1, b, acc, tra
             for j in range(P):
                 tot[j] += s * part[j]
             g += 1
-        if transposed:
-            for j in range(P):
-                out[j, i] = tot[j]
-        else:
-            orow = out[i]
-            for j in range(P):
-                orow[j] = tot[j]
+        _store_row(tot, i, P, transposed, out)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
