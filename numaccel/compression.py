@@ -76,7 +76,8 @@ def schedule(sparsity: float, steps: int) -> list[float]:
 
 def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = False, group_size=None,
              symmetric: bool = True, format: str = "best", data=None, finetune_epochs: int = 0,
-             steps: int = 3, lr: float = 5e-4, batch_size: int = 64, seed=0,
+             steps: int = 3, lr: float = 5e-4, batch_size: int = 64, validation_fraction: float = 0.1,
+             validation_data=None, patience: int = 20, tol: float = 1e-4, seed=0,
              progress: bool = False) -> Sequential:
     """Prune, quantize, or both; return a new model (the input model is not modified).
 
@@ -99,12 +100,19 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     data : (X, y), optional, keyword-only
         Training data for fine-tuning; needed when ``finetune_epochs > 0``.
     finetune_epochs : int, keyword-only
-        Epochs of masked training (:func:`numaccel.train`) after each pruning step.
+        At most this many epochs of masked training (:func:`numaccel.train`) after each pruning step; each
+        step stops early and keeps its best epoch's weights as ``train`` does, unless
+        ``validation_fraction=0``.
     steps : int, keyword-only
         With fine-tuning, prune in this many steps along :func:`schedule` (Deep Compression's prune ->
         fine-tune -> repeat); without it, prune once.
     lr, batch_size, seed, progress : keyword-only
         Passed to :func:`numaccel.train`.
+    validation_fraction, validation_data, patience, tol : keyword-only
+        Early stopping of each fine-tuning step, passed to :func:`numaccel.train`: by default 10 % of the
+        rows of ``data`` are held out (the same rows at every step, for a given ``seed``);
+        ``validation_fraction=0`` fine-tunes exactly ``finetune_epochs`` epochs on all of ``data``.
+        ``validation_data`` needs fine-tuning.
 
     Returns
     -------
@@ -122,7 +130,8 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
         A value out of range, or a combination that cannot be honoured whole: ``format="int8"`` or
         ``"csr-int8"`` without ``int8=True``; ``group_size`` or ``symmetric=False`` without ``int8=True``;
         ``symmetric=False`` with ``format="csr"`` or ``"csr-int8"`` (pruned-int8 scales are symmetric);
-        ``granularity`` other than ``"tensor"`` without ``sparsity``.
+        ``granularity`` other than ``"tensor"`` without ``sparsity``; ``validation_data`` without
+        fine-tuning; early-stopping options that :func:`numaccel.train` refuses.
 
     See Also
     --------
@@ -171,6 +180,8 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
         sparsity = as_fraction(sparsity, "sparsity")
     finetune_epochs = 0 if finetune_epochs == 0 else _positive_int(finetune_epochs, "finetune_epochs")
     steps = _positive_int(steps, "steps")
+    if validation_data is not None and not (finetune_epochs and sparsity is not None):
+        raise ValueError("validation_data= is for fine-tuning; it needs sparsity=... and finetune_epochs > 0")
     originals = [_dense32(layer.weight) for layer in model.linears]
     weights = list(originals)
     biases = None
@@ -184,7 +195,8 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
             for s in schedule(sparsity, steps):
                 masks = [magnitude_mask(w, s, granularity=granularity) for w in weights]
                 current = train(current, X, y, epochs=finetune_epochs, lr=lr, batch_size=batch_size,
-                                seed=seed, masks=masks, progress=progress)
+                                validation_fraction=validation_fraction, validation_data=validation_data,
+                                patience=patience, tol=tol, seed=seed, masks=masks, progress=progress)
                 weights = [_dense32(layer.weight) for layer in current.linears]
             biases = [layer.bias for layer in current.linears]
         else:

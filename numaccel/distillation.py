@@ -8,7 +8,7 @@ import numpy as np
 
 from .nn import Sequential
 from .nn.containers import _as_model
-from .training import _as_inputs, _as_labels, _fit, log_softmax
+from .training import _as_inputs, _as_labels, _as_validation_data, _fit, cross_entropy, log_softmax
 
 __all__ = ["distill", "kd_loss"]
 
@@ -114,15 +114,19 @@ def _as_logits(z, name: str) -> np.ndarray:
     return z.astype(np.float64)
 
 
-def distill(teacher, student, X, y, *, temperature: float = 4.0, alpha: float = 0.9, epochs: int = 30,
-            batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, seed=0,
+_MONITORS = ("kd_loss", "cross_entropy")
+
+
+def distill(teacher, student, X, y, *, temperature: float = 4.0, alpha: float = 0.9, epochs: int = 1000,
+            batch_size: int = 64, lr: float = 1e-3, weight_decay: float = 0.0, validation_fraction: float = 0.1,
+            validation_data=None, patience: int = 20, tol: float = 1e-4, monitor: str = "kd_loss", seed=0,
             progress: bool = False) -> Sequential:
     """Train ``student`` to match ``teacher``'s softened outputs (and the labels); return the trained copy.
 
     Parameters
     ----------
     teacher : Sequential
-        Any weight formats (it only runs forward, once, over ``X``).
+        Any weight formats (it only runs forward, once, over ``X`` and once over ``validation_data``).
     student : Sequential
         Weights of trainable formats (dense, CSR), same number of inputs and outputs as the teacher. Not modified.
     X : ndarray (n, K), float
@@ -131,29 +135,60 @@ def distill(teacher, student, X, y, *, temperature: float = 4.0, alpha: float = 
         As in :func:`kd_loss`.
     epochs, batch_size, lr, weight_decay, seed, progress : keyword-only
         As in :func:`numaccel.train`.
+    validation_fraction, validation_data, patience, tol : keyword-only
+        As in :func:`numaccel.train`: by default 10 % of the rows are held out, the run stops when the
+        monitored loss on them has not improved for ``patience`` epochs, and the best epoch's weights are
+        returned; ``validation_fraction=0`` trains exactly ``epochs`` epochs on all rows.
+    monitor : {"kd_loss", "cross_entropy"}, keyword-only
+        The validation loss early stopping watches: ``"kd_loss"``, the distillation loss (:func:`kd_loss`
+        with the same ``temperature`` and ``alpha``) of the held-out rows against the teacher's logits;
+        ``"cross_entropy"``, the student's cross-entropy with their labels.
 
     Returns
     -------
     Sequential
-        The trained student.
+        The trained student, with ``history`` as in :func:`numaccel.train` (``"loss"`` is the training
+        distillation loss, ``"val_loss"`` the monitored loss).
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`numaccel.train` and :func:`kd_loss`; a teacher and student whose outputs differ; an unknown
+        ``monitor``.
 
     See Also
     --------
     kd_loss, numaccel.train
+
+    Notes
+    -----
+    The student minimises ``kd_loss(student(x), teacher(x), y)`` over mini-batches, with Adam as in
+    :func:`numaccel.train`; early stopping watches ``monitor`` on the validation rows.
+
+    ``monitor="kd_loss"`` is the default because it gave the better student. With all other arguments at
+    their defaults, 3 seeds each, test accuracy: on scikit-learn's digits (teacher [64, 256, 256, 10],
+    student [64, 32, 10]) 98.05 % with ``"kd_loss"`` (best epochs 404-556), 97.59 % with
+    ``"cross_entropy"`` (118-407) and 97.68 % for the same student trained on the labels alone; on a
+    784-feature synthetic task (teacher [784, 256, 256, 10], student [784, 32, 10]) 91.18 %, 91.20 % and
+    89.62 %. The label cross-entropy of held-out rows turns up about as early as in labels-only training,
+    while the distillation loss keeps falling. Per-seed figures and the command: ``docs/performance.md``,
+    section "Early stopping".
 
     Examples
     --------
     >>> import numpy as np, numaccel as na
     >>> rng = np.random.default_rng(0)
     >>> X = rng.normal(size=(300, 8)).astype(np.float32); y = (X[:, :2].sum(1) > 0).astype(np.int64)
-    >>> teacher = na.train(na.nn.MLP.init([8, 64, 2], seed=0), X, y, epochs=20, lr=1e-2)
-    >>> student = na.distill(teacher, na.nn.MLP.init([8, 4, 2], seed=1), X, y, epochs=20, lr=1e-2)
+    >>> teacher = na.train(na.nn.MLP.init([8, 64, 2], seed=0), X, y, lr=1e-2)
+    >>> student = na.distill(teacher, na.nn.MLP.init([8, 4, 2], seed=1), X, y, lr=1e-2)
     >>> float((student.predict(X) == y).mean()) > 0.85
     True
     """
     teacher = _as_model(teacher, "teacher")
     student = _as_model(student, "student")
     T, alpha = _check_kd_params(temperature, alpha)
+    if monitor not in _MONITORS:
+        raise ValueError(f"monitor must be one of {_MONITORS}, got {monitor!r}")
     X = _as_inputs(X)
     n_out = student.linears[-1].out_features
     if teacher.linears[-1].out_features != n_out:
@@ -162,10 +197,24 @@ def distill(teacher, student, X, y, *, temperature: float = 4.0, alpha: float = 
             f"they must match"
         )
     y = _as_labels(y, X.shape[0], n_out)
+    validation = None
+    if validation_data is not None:
+        X_val, y_val = _as_validation_data(validation_data, student.linears[0].in_features, n_out)
+        t_val = np.asarray(teacher(X_val), dtype=np.float64)
+        validation = (X_val, _monitor_fn(monitor, t_val, y_val, T, alpha))
     t_logits = np.asarray(teacher(X), dtype=np.float64)
     return _fit(student, X, lambda rows, z: _kd_typed(z, t_logits[rows], y[rows], T, alpha), epochs=epochs,
-               batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed, progress=progress,
-               desc="distill")
+                batch_size=batch_size, lr=lr, weight_decay=weight_decay, seed=seed,
+                validation_fraction=validation_fraction, strata=y, validation=validation,
+                monitor=_monitor_fn(monitor, t_logits, y, T, alpha), patience=patience, tol=tol,
+                progress=progress, desc="distill")
+
+
+def _monitor_fn(monitor: str, t_logits: np.ndarray, labels: np.ndarray, T: float, alpha: float):
+    """``score(rows, student_logits) -> float``: the monitored validation loss of those rows."""
+    if monitor == "cross_entropy":
+        return lambda rows, z: cross_entropy(z, labels[rows])[0]
+    return lambda rows, z: _kd(z.astype(np.float64), t_logits[rows], labels[rows], T, alpha)[0]
 
 
 def _kd_typed(z, t, labels, T, alpha):

@@ -126,3 +126,65 @@ def test_distill_from_a_compressed_teacher_and_mismatch(rng):
 def test_tiny_temperature_that_overflows_raises():
     with pytest.raises(ValueError, match="too small"):
         na.kd_loss(np.ones((1, 2)), np.zeros((1, 2)), np.array([0]), temperature=1e-310, alpha=0.5)
+
+
+# --------------------------------------------------------------------------------------------------
+# early stopping
+
+def _teacher_and_data(rng):
+    X = rng.standard_normal((240, 8)).astype(np.float32)
+    y = (X[:, :2].sum(1) > 0).astype(np.int64) + 2 * (X[:, 2] > 0)
+    teacher = na.train(nn.MLP.init([8, 32, 4], seed=0), X[:160], y[:160], epochs=30, lr=1e-2,
+                       validation_fraction=0, seed=0)
+    return teacher, X[:160], y[:160], X[160:], y[160:]
+
+
+@pytest.mark.parametrize("monitor", ["kd_loss", "cross_entropy"])
+def test_distill_stops_early_on_the_monitored_loss_and_keeps_the_best(rng, monitor):
+    teacher, X, y, Xv, yv = _teacher_and_data(rng)
+    student0 = nn.MLP.init([8, 6, 4], seed=1)
+    kw = dict(temperature=3.0, alpha=0.8, epochs=300, lr=3e-2, validation_data=(Xv, yv), patience=3, tol=1e-3,
+              seed=0)
+    student = na.distill(teacher, student0, X, y, monitor=monitor, **kw)
+    h = student.history
+    assert h["stopped_epoch"] is not None and len(h["loss"]) == len(h["val_loss"]) == h["stopped_epoch"] + 1 < 300
+    assert h["best_epoch"] == int(np.argmin(h["val_loss"]))
+    s = student(Xv).astype(np.float64)
+    if monitor == "kd_loss":
+        expected = na.kd_loss(s, teacher(Xv).astype(np.float64), yv, temperature=3.0, alpha=0.8)[0]
+    else:
+        expected = cross_entropy(s, yv)[0]
+    assert expected == pytest.approx(min(h["val_loss"]), rel=1e-5)  # the best epoch's weights, on that loss
+    again = na.distill(teacher, student0, X, y, monitor=monitor, **kw)
+    assert again.history == h and np.array_equal(again.linears[0].weight, student.linears[0].weight)
+
+
+def test_distill_default_split_and_validation_fraction_zero(rng):
+    teacher, X, y, _, _ = _teacher_and_data(rng)
+    student0 = nn.MLP.init([8, 6, 4], seed=1)
+    split = na.distill(teacher, student0, X, y, epochs=8, lr=1e-2, seed=0)
+    assert len(split.history["val_loss"]) == len(split.history["loss"]) >= 1
+    plain = na.distill(teacher, student0, X, y, epochs=8, lr=1e-2, validation_fraction=0, seed=0)
+    assert len(plain.history["loss"]) == 8 and plain.history["val_loss"] == []
+    assert plain.history["best_epoch"] is None and plain.history["stopped_epoch"] is None
+    assert not np.array_equal(split.linears[0].weight, plain.linears[0].weight)  # 10 % of the rows held out
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"monitor": "val_accuracy"}, ValueError, r"monitor must be one of \('kd_loss', 'cross_entropy'\)"),
+        ({"validation_fraction": 1.0}, ValueError, r"validation_fraction must be in \[0, 1\)"),
+        ({"patience": 0}, ValueError, "patience must be a positive integer"),
+        ({"validation_data": (np.zeros((3, 7), np.float32), np.zeros(3, int))}, ValueError,
+         r"validation_data\[0\] must have 8 features"),
+        ({"validation_data": (np.zeros((3, 8), np.float32), np.array([0, 1, 4]))}, ValueError,
+         r"validation_data\[1\] must be class ids in \[0, 4\)"),
+    ],
+    ids=["monitor", "fraction", "patience", "val-features", "val-labels"],
+)
+def test_distill_rejects_bad_early_stopping_arguments(kwargs, exc, match):
+    teacher = nn.MLP.init([8, 16, 4], seed=0)
+    X = np.zeros((20, 8), np.float32)
+    with pytest.raises(exc, match=match):
+        na.distill(teacher, nn.MLP.init([8, 4, 4], seed=1), X, np.zeros(20, np.int64), epochs=1, **kwargs)

@@ -10,7 +10,7 @@ from reference import ref_cross_entropy
 
 import numaccel as na
 from numaccel import nn
-from numaccel.training import cross_entropy, forward_backward
+from numaccel.training import _split_rows, cross_entropy, forward_backward
 
 
 def _blobs(rng, n=240, k=6, classes=3):
@@ -107,9 +107,35 @@ def test_masked_training_keeps_pruned_weights_exactly_zero(rng):
         ({"lr": -1.0}, ValueError, "lr"),
         ({"masks": [None]}, ValueError, "2 entries"),
         ({"masks": [np.ones((4, 6)), None]}, ValueError, "bool array"),
+        ({"validation_fraction": 1.0}, ValueError, re.escape("validation_fraction must be in [0, 1)")),
+        ({"validation_fraction": -0.1}, ValueError, re.escape("validation_fraction must be in [0, 1)")),
+        ({"validation_fraction": float("nan")}, ValueError, "validation_fraction"),
+        ({"validation_fraction": "0.1"}, TypeError, "validation_fraction must be a real number"),
+        ({"validation_fraction": True}, TypeError, "validation_fraction must be a real number"),
+        ({"validation_fraction": 0.95}, ValueError, "holds out 10 of the 10 rows of X and leaves no training rows"),
+        ({"X": np.zeros((0, 6), np.float32), "y": np.zeros(0, np.int64)}, ValueError,
+         "of the 0 rows of X leaves no validation rows"),
+        ({"patience": 0}, ValueError, "patience must be a positive integer, got 0"),
+        ({"patience": 2.5}, TypeError, "patience must be a positive integer, got float"),
+        ({"tol": -1e-3}, ValueError, "tol must be non-negative"),
+        ({"validation_data": np.zeros((4, 6), np.float32)}, TypeError,
+         r"validation_data must be a pair \(X_val, y_val\), got ndarray"),
+        ({"validation_data": (np.zeros((4, 6), np.float32),)}, TypeError, "got a tuple of length 1"),
+        ({"validation_data": (np.zeros((4, 5), np.float32), np.zeros(4, int))}, ValueError,
+         r"validation_data\[0\] must have 6 features"),
+        ({"validation_data": (np.zeros((4, 6), np.float32), np.zeros(3, int))}, ValueError,
+         r"validation_data\[1\] must have shape \(4,\)"),
+        ({"validation_data": (np.zeros((4, 6), np.float32), np.full(4, 3))}, ValueError,
+         r"validation_data\[1\] must be class ids in \[0, 3\)"),
+        ({"validation_data": (np.zeros((4, 6), np.float32), np.zeros(4))}, TypeError,
+         r"validation_data\[1\] must hold integer class ids"),
+        ({"validation_data": (np.zeros((0, 6), np.float32), np.zeros(0, int))}, ValueError,
+         r"validation_data\[0\] has no rows"),
     ],
     ids=["float-labels", "label-range", "label-count", "features", "int-X", "epochs", "lr", "mask-count",
-         "mask-dtype"],
+         "mask-dtype", "fraction-one", "fraction-negative", "fraction-nan", "fraction-str", "fraction-bool",
+         "no-training-rows", "no-validation-rows", "patience-zero", "patience-float", "tol", "val-not-pair",
+         "val-length", "val-features", "val-label-count", "val-label-range", "val-float-labels", "val-empty"],
 )
 def test_train_rejects_bad_arguments(kwargs, exc, match):
     net = nn.MLP.init([6, 4, 3], seed=0)
@@ -138,6 +164,121 @@ def test_float64_model_trains_in_float64_and_stays_float64(rng):
                                [layer.bias for layer in net.linears])  # float32 weights, float64 biases
     back = na.train(mixed, X, y, epochs=2, seed=0)
     assert [(layer.weight.dtype, layer.bias.dtype) for layer in back.linears] == [(np.float32, np.float64)] * 2
+
+
+# --------------------------------------------------------------------------------------------------
+# early stopping
+
+def _noisy(rng, n=80, k=10, classes=3):
+    """Few rows, a third of the labels random, a wide net: the validation loss turns up within a few epochs."""
+    X = rng.standard_normal((n, k)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64) + (X[:, 1] > 0)
+    flip = rng.random(n) < 1 / 3
+    y[flip] = rng.integers(0, classes, int(flip.sum()))
+    return X, y
+
+
+def _val_loss(model, X, y):
+    return cross_entropy(model(X).astype(np.float64), y)[0]
+
+
+def test_early_stopping_stops_and_restores_the_best_weights(rng):
+    X, y = _noisy(rng)
+    Xv, yv = _noisy(rng, n=60)
+    net = nn.MLP.init([10, 64, 3], seed=0)
+    out = na.train(net, X, y, epochs=400, lr=1e-2, validation_data=(Xv, yv), patience=5, tol=0.0, seed=0)
+    h = out.history
+    assert set(h) == {"loss", "val_loss", "best_epoch", "stopped_epoch"}
+    assert h["stopped_epoch"] == h["best_epoch"] + 5 < 399  # stopped early, `patience` epochs after the best
+    assert len(h["loss"]) == len(h["val_loss"]) == h["stopped_epoch"] + 1
+    assert h["best_epoch"] == int(np.argmin(h["val_loss"]))
+    assert h["val_loss"][-1] > min(h["val_loss"])
+    # the weights returned are the best epoch's: their validation loss is the best one recorded
+    assert _val_loss(out, Xv, yv) == pytest.approx(min(h["val_loss"]), rel=1e-5)
+    # ... and not the last epoch's: one more run, stopped at the same epoch, keeps its last weights
+    last = na.train(net, X, y, epochs=h["stopped_epoch"] + 1, lr=1e-2, validation_fraction=0, seed=0)
+    assert _val_loss(last, Xv, yv) == pytest.approx(h["val_loss"][-1], rel=1e-5)
+
+
+def test_tol_counts_small_improvements_as_none(rng):
+    X, y = _noisy(rng)
+    kw = dict(epochs=400, lr=1e-2, validation_data=_noisy(rng, n=60), patience=5, seed=0)
+    exact = na.train(nn.MLP.init([10, 64, 3], seed=0), X, y, tol=0.0, **kw)
+    loose = na.train(nn.MLP.init([10, 64, 3], seed=0), X, y, tol=10.0, **kw)
+    assert loose.history["stopped_epoch"] == 5  # after epoch 0 nothing improves by 10: `patience` epochs more
+    assert loose.history["best_epoch"] == int(np.argmin(loose.history["val_loss"]))  # the best is still kept
+    assert exact.history["stopped_epoch"] > 5
+
+
+def test_default_split_is_stratified_seeded_and_monitored(rng):
+    X, y = _noisy(rng, n=200)
+    net = nn.MLP.init([10, 16, 3], seed=0)
+    a = na.train(net, X, y, epochs=30, lr=1e-2, seed=4)
+    b = na.train(net, X, y, epochs=30, lr=1e-2, seed=4)
+    c = na.train(net, X, y, epochs=30, lr=1e-2, seed=5)
+    assert len(a.history["val_loss"]) == len(a.history["loss"]) >= 1
+    assert a.history == b.history  # deterministic for a seed: split, shuffles and weights
+    assert all(np.array_equal(p.weight, q.weight) and np.array_equal(p.bias, q.bias)
+               for p, q in zip(a.linears, b.linears, strict=True))
+    assert a.history["val_loss"] != c.history["val_loss"]
+    train_rows, val_rows = _split_rows(200, 0.1, y, np.random.default_rng(0))
+    assert val_rows.size == 20 and np.union1d(train_rows, val_rows).size == 200
+    for cls in range(3):  # each class in proportion, within one row
+        assert abs(np.sum(y[val_rows] == cls) - 0.1 * np.sum(y == cls)) < 1
+    assert _split_rows(7, 0.1, None, np.random.default_rng(0))[1].size == 1  # ceil(0.7): never empty
+
+
+def test_validation_fraction_zero_is_the_trainer_without_early_stopping(rng):
+    X, y = _blobs(rng, n=300)
+    X, y, Xv, yv = X[:240], y[:240], X[240:], y[240:]
+    net = nn.MLP.init([6, 8, 3], seed=0)
+    plain = na.train(net, X, y, epochs=6, validation_fraction=0, seed=3)
+    h = plain.history
+    assert len(h["loss"]) == 6 and h["val_loss"] == [] and h["best_epoch"] is None and h["stopped_epoch"] is None
+    # monitoring other rows draws nothing from the generator: the same trajectory on all of X, and on this
+    # easy task the last epoch is the best, so the weights are bitwise those of the run without monitoring
+    watched = na.train(net, X, y, epochs=6, validation_data=(Xv, yv), seed=3)
+    assert watched.history["loss"] == h["loss"] and watched.history["best_epoch"] == 5
+    assert all(np.array_equal(p.weight, q.weight) and np.array_equal(p.bias, q.bias)
+               for p, q in zip(plain.linears, watched.linears, strict=True))
+
+
+def test_early_stopping_keeps_masks_and_csr_patterns(rng):
+    X, y = _noisy(rng)
+    net = nn.MLP.init([10, 64, 3], seed=0)
+    masks = [na.magnitude_mask(layer.weight, 0.75) for layer in net.linears]
+    out = na.train(net, X, y, epochs=400, lr=1e-2, patience=3, masks=masks, seed=0)
+    assert out.history["stopped_epoch"] is not None and out.history["best_epoch"] < out.history["stopped_epoch"]
+    for layer, mask in zip(out.linears, masks, strict=True):
+        assert np.all(layer.weight[~mask] == 0.0)
+    csr_net = nn.MLP.from_arrays([na.prune(net.linears[0].weight, 0.5), net.linears[1].weight],
+                                 [layer.bias for layer in net.linears])
+    tuned = na.train(csr_net, X, y, epochs=400, lr=1e-2, patience=3, seed=0)
+    assert tuned.history["stopped_epoch"] is not None
+    w0, w1 = csr_net.linears[0].weight, tuned.linears[0].weight
+    assert isinstance(w1, na.CSRWeight)
+    assert np.array_equal(w0.indptr, w1.indptr) and np.array_equal(w0.indices, w1.indices)
+
+
+def test_compress_passes_early_stopping_to_fine_tuning(rng):
+    X, y = _blobs(rng, n=300, k=32, classes=10)
+    X, y, V = X[:240], y[:240], (X[240:], y[240:])
+    net = na.train(nn.MLP.init([32, 48, 10], seed=0), X, y, epochs=5, lr=1e-2, validation_fraction=0)
+    masks = [na.magnitude_mask(layer.weight, 0.8) for layer in net.linears]
+    kw = dict(sparsity=0.8, data=(X, y), finetune_epochs=12, steps=1, lr=1e-2, seed=0)
+    stops = []
+    for opts in ({}, {"validation_fraction": 0}, {"validation_data": V, "patience": 2, "tol": 0.05},
+                 {"validation_fraction": 0.25, "patience": 2, "tol": 0.05}):
+        tuned = na.compress(net, **opts, **kw)
+        by_hand = na.train(net, X, y, epochs=12, lr=1e-2, masks=masks, seed=0, **opts)
+        for p, q in zip(tuned.linears, by_hand.linears, strict=True):
+            assert np.array_equal(p.weight.to_dense(), q.weight) and np.array_equal(p.bias, q.bias)
+        stops.append(by_hand.history["stopped_epoch"])
+    assert stops[:2] == [None, None] and None not in stops[2:]  # the last two stop the fine-tuning early
+    with pytest.raises(ValueError, match=re.escape("validation_fraction must be in [0, 1)")):
+        na.compress(net, validation_fraction=1.5, **kw)
+    with pytest.raises(ValueError, match="validation_data= is for fine-tuning"):
+        na.compress(net, sparsity=0.5, validation_data=V)
 
 
 @given(labels=st.lists(st.integers(-5, 8), min_size=4, max_size=4))
@@ -181,7 +322,7 @@ def test_compress_prune_int8_and_report(rng):
 
 def test_compress_with_fine_tuning_keeps_the_sparsity(rng):
     X, y = _blobs(rng, k=32, classes=10)
-    net = na.train(nn.MLP.init([32, 48, 10], seed=0), X, y, epochs=5, lr=1e-2)
+    net = na.train(nn.MLP.init([32, 48, 10], seed=0), X, y, epochs=5, lr=1e-2, validation_fraction=0)
     small = na.compress(net, sparsity=0.8, data=(X, y), finetune_epochs=2, steps=2, seed=0)
     for layer in small.linears:
         assert isinstance(layer.weight, na.CSRWeight)
