@@ -9,6 +9,7 @@ from .distillation import distill, kd_loss
 from .formats import CSRInt8Weight, CSRWeight, Int8Weight
 from .io import load, save
 from .ops import linear, spmm
+from .optimization import optimize
 from .parallel import ShardedWeight, shard
 from .pruning import magnitude_mask, prune
 from .quantization import quantize
@@ -17,5 +18,5 @@ from .training import train
 __version__ = "0.1.0"
 
 __all__ = ["CSRInt8Weight", "CSRWeight", "Int8Weight", "ShardedWeight", "__version__", "compress", "distill", "formats",
-           "kd_loss", "linear", "load", "magnitude_mask", "nn", "prune", "quantize", "save", "shard", "spmm",
-           "train"]
+           "kd_loss", "linear", "load", "magnitude_mask", "nn", "optimize", "prune", "quantize", "save", "shard",
+           "spmm", "train"]

@@ -147,3 +147,33 @@ def kernel_guard():
 # flip INT8_USE_AMX to cover both paths on one machine.
 INT8_USE_AMX = True
 AMX_MIN_BATCH = 16
+
+
+def cpu_model() -> str:
+    """The CPU's model name from Linux's /proc/cpuinfo, or "" where it cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def llc_bytes() -> int:
+    """The largest cache Linux reports for CPU 0 (sysfs), in bytes; 0 where it cannot be read."""
+    import glob
+
+    best = 0
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            with open(path) as f:
+                text = f.read().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            best = max(best, int(digits) * scale)
+    return best

@@ -12,7 +12,8 @@ Layout (format ``numaccel.model``, version 3). Metadata, all strings:
 * ``format``, ``version``, ``model`` (``"MLP"`` or ``"Sequential"``);
 * ``layers``: JSON list, one entry per layer: ``{"type": "linear", "format": "<registered name>",
   "shape": [N, K], "bias": bool, "params": {...}}`` (``params``: the JSON object the format's
-  ``to_arrays`` gives), ``{"type": "relu"}``, ``{"type": "gelu", "approximate": "none" | "tanh"}``;
+  ``to_arrays`` gives; and ``"activation_quant": "int8"`` for a layer that runs W8A8),
+  ``{"type": "relu"}``, ``{"type": "gelu", "approximate": "none" | "tanh"}``;
 * ``layers_sha256``: SHA-256 (hex) of the ``layers`` string, UTF-8 encoded;
 * ``tensors``: JSON object, for every tensor ``{"dtype": "float32", "shape": [N, K], "sha256": "<hex>"}``,
   the digest taken over the tensor's raw bytes (little-endian, C order).
@@ -119,6 +120,8 @@ def _layer_record(i: int, layer) -> tuple[dict, dict]:
                             f"(int8..int64, uint8..uint64, float16/32/64), got {got}")
     spec = {"type": "linear", "format": name, "shape": [int(s) for s in w.shape],
             "bias": layer.bias is not None, "params": params}
+    if layer.activation_quant is not None:
+        spec["activation_quant"] = layer.activation_quant
     if layer.bias is not None:
         arrays["bias"] = layer.bias
     return spec, {f"layers.{i}.{k}": np.ascontiguousarray(v, dtype=v.dtype.newbyteorder("<"))
@@ -537,7 +540,11 @@ def _build_layer(path: str, version: str, i: int, spec, tensors: dict):
         if key not in tensors:
             raise ValueError(f"{path}: tensor {key!r} is missing (layer {i} has a bias)")
         bias = tensors.pop(key)
-    return Linear(weight, bias)
+    aq = spec.get("activation_quant")
+    if aq is not None and (old or aq != "int8" or "int8" not in formats.spec_for(weight).quant):
+        raise ValueError(f"{path}: layers[{i}].activation_quant must be absent or 'int8' on a format that "
+                         f"supports it, got {aq!r} on a {fmt} weight")
+    return Linear(weight, bias, activation_quant=aq)
 
 
 def _with_path(path: str, exc: Exception, prefix: str) -> Exception:

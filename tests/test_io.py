@@ -202,6 +202,27 @@ def test_unknown_format_name_names_the_registered_ones(tmp_path):
     assert str(path) in str(info.value)
 
 
+@pytest.mark.parametrize("value", ["int8", "fp8", 1])
+def test_activation_quant_in_a_file_is_checked(tmp_path, value):
+    layers = json.loads(_layers_v3())
+    layers[0]["activation_quant"] = value  # layer 0 is CSR: W8A8 is not a CSR option
+    path = _edit(tmp_path, _edit_model(), meta={"layers": json.dumps(layers)})
+    with pytest.raises(ValueError, match=r"layers\[0\].activation_quant must be absent or 'int8'") as info:
+        na.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_w8a8_layers_round_trip(tmp_path, rng):
+    w = na.quantize(rng.standard_normal((6, 10)).astype(np.float32))
+    model = nn.Sequential([nn.Linear(w, activation_quant="int8"), nn.ReLU(), nn.Linear(w.dequantize()[:, :6])])
+    path = tmp_path / "w8a8.safetensors"
+    na.save(path, model)
+    back = na.load(path)
+    assert [layer.activation_quant for layer in back.linears] == ["int8", None]
+    x = rng.standard_normal((3, 10)).astype(np.float32)
+    np.testing.assert_array_equal(back(x), model(x))
+
+
 _MISSING = object()
 
 

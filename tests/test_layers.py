@@ -27,6 +27,7 @@ ALLOWED = {
     "training": {"_validate", "formats", "ops", "nn"},
     "distillation": {"_validate", "formats", "ops", "nn", "training"},
     "compression": {"_validate", "formats", "ops", "nn", "training", "pruning", "quantization"},
+    "optimization": {"_validate", "formats", "ops", "nn", "training", "compression", "pruning", "quantization"},
     "io": {"_validate", "formats", "nn"},
     "cli": None,  # the command may import anything
     "__init__": None,

@@ -116,8 +116,8 @@ def test_linear_accepts_any_registered_format(rng, parity):
     layer = net.linears[0]
     assert layer.format == "test-nn-scaled" and layer.nbytes == W.nbytes
     np.testing.assert_array_equal(layer.dense_weight(), 2.0 * W)
-    assert net.summary()[0] == {"layer": 0, "shape": (4, 3), "format": "test-nn-scaled", "density": 1.0,
-                                "bytes": W.nbytes}
+    assert net.summary()[0] == {"layer": 0, "shape": (4, 3), "format": "test-nn-scaled",
+                                "activation_quant": None, "density": 1.0, "bytes": W.nbytes}
 
 
 def test_unregistered_weights_are_refused_naming_the_registered_formats():
@@ -336,3 +336,16 @@ def test_dense_weight_of_every_format(rng):
     W = rng.standard_normal((6, 5)).astype(np.float32)
     for w in _formats(W).values():
         np.testing.assert_array_equal(nn.Linear(w).dense_weight(), dense64(w).astype(np.float32))
+
+
+def test_linear_activation_quant_of_its_own(rng):
+    w = na.quantize(rng.standard_normal((5, 8)).astype(np.float32))
+    x = rng.standard_normal((3, 8)).astype(np.float32)
+    layer = nn.Linear(w, activation_quant="int8")
+    np.testing.assert_array_equal(layer(x), na.linear(x, w, activation_quant="int8"))
+    np.testing.assert_array_equal(layer(x, activation_quant=None), na.linear(x, w))  # a call's own wins
+    assert "activation_quant='int8'" in repr(layer)
+    with pytest.raises(ValueError, match="not supported for a dense weight"):
+        nn.Linear(w.dequantize(), activation_quant="int8")
+    with pytest.raises(ValueError, match="None or 'int8'"):
+        nn.Linear(w, activation_quant="fp8")

@@ -1,7 +1,11 @@
-"""The ``numaccel`` command (also ``python -m numaccel``): the end-to-end compression demo.
+"""The ``numaccel`` command (also ``python -m numaccel``): the compression demo, and ``optimize``.
 
 ``numaccel demo`` (the default command) prints the demo's tables; ``--out DIR`` also writes them, and a
 plot, into ``DIR`` (and nowhere else). The demo itself is :func:`numaccel.cli.demo.run`.
+
+``numaccel optimize MODEL DATA --out OUT`` runs :func:`numaccel.optimize` on a saved model
+(:func:`numaccel.save`) with the validation data in ``DATA`` (an ``.npz`` file with arrays ``X`` and ``y``,
+read without pickle), prints the report and saves the optimized model to ``OUT``.
 """
 
 from __future__ import annotations
@@ -23,12 +27,64 @@ def main(argv=None) -> int:
                    help="write the tables (Markdown) and the plot (PNG) into DIR; without it nothing is written")
     p.add_argument("--no-plot", action="store_true", help="do not draw the PNG plot")
     p.add_argument("--only", choices=("wide", "digits"), help="run one part only")
+    o = sub.add_parser("optimize", help="choose each layer's format of a saved model from measured speed and accuracy")
+    o.add_argument("model", help="a model saved with numaccel.save (.safetensors or .npz)")
+    o.add_argument("data", help="validation data: an .npz file with arrays X (n, K) float and y (n,) class ids")
+    o.add_argument("--out", required=True, help="where to save the optimized model")
+    o.add_argument("--max-accuracy-drop", type=float, default=0.01, help="budget, as a fraction (default 0.01)")
+    o.add_argument("--batch-size", type=int, default=1, help="batch size to optimize latency for (default 1)")
+    o.add_argument("--objective", choices=("latency", "bytes"), default="latency")
+    o.add_argument("--train", default=None, metavar="NPZ", help="training data (X, y) for fine-tuning pruned layers")
+    o.add_argument("--finetune-epochs", type=int, default=0, help="epochs of fine-tuning per step (needs --train)")
+    o.add_argument("--repeats", type=int, default=7, help="interleaved timing rounds (default 7)")
+    o.add_argument("--seed", type=int, default=0)
+    o.add_argument("--report", default=None, metavar="MD", help="also write the report (Markdown) here")
+    o.add_argument("--plot", default=None, metavar="PNG", help="draw accuracy against latency here")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["demo", *argv]  # the demo is the default command: `numaccel --fast` is `numaccel demo --fast`
     args = parser.parse_args(argv)
+    if args.command == "optimize":
+        return _optimize(args)
     from . import demo  # imported only to run it: `numaccel --help` stays light
 
     demo.run(fast=args.fast, seeds=args.seeds, out=args.out, plot=not args.no_plot,
              wide=args.only != "digits", digits=args.only != "wide")
+    return 0
+
+
+def _read_xy(path: str, what: str):
+    """``X`` and ``y`` from an ``.npz`` file, read without pickle; a clear error for anything else."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "X" not in z.files or "y" not in z.files:
+                raise ValueError(f"{path}: {what} must hold arrays 'X' and 'y', found {sorted(z.files)}")
+            return z["X"], z["y"]
+    except (OSError, EOFError) as exc:
+        raise ValueError(f"{path}: cannot read {what} as .npz ({exc})") from None
+
+
+def _optimize(args) -> int:
+    from ..io import load, save
+    from ..optimization import optimize
+
+    try:
+        model = load(args.model)
+        data = _read_xy(args.data, "the validation data")
+        train_data = None if args.train is None else _read_xy(args.train, "the training data")
+        opt = optimize(model, data, max_accuracy_drop=args.max_accuracy_drop, batch_size=args.batch_size,
+                       objective=args.objective, train_data=train_data, finetune_epochs=args.finetune_epochs,
+                       repeats=args.repeats, seed=args.seed, progress=True, plot=args.plot)
+    except (ValueError, TypeError) as exc:
+        print(f"numaccel optimize: {exc}", file=sys.stderr)
+        return 2
+    save(args.out, opt)
+    text = opt.report.table()
+    print(text)
+    if args.report is not None:
+        with open(args.report, "w") as f:
+            f.write(text)
+    print(f"saved {args.out}")
     return 0

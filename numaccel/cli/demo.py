@@ -5,8 +5,9 @@ else):
 
 * a wide MLP (synthetic weights, 4096 hidden units): bytes, batch-1 latency, batch-256 throughput and
   speed-up over dense NumPy for the dense, int8, pruned and pruned-int8 versions of the same model;
-* scikit-learn's bundled digits: a teacher MLP trained here, its int8, pruned-and-fine-tuned and distilled
-  versions, with test accuracy per seed next to the same speed columns (needs ``numaccel[examples]``).
+* scikit-learn's bundled digits: a teacher MLP trained here, its int8, pruned-and-fine-tuned, distilled and
+  optimized (:func:`numaccel.optimize`, batch 1, one-point budget on validation rows) versions, with test
+  accuracy per seed next to the same speed columns (needs ``numaccel[examples]``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import time
 
 import numpy as np
 
+from .. import _config
 from ..training import _progress_bar
 
 __all__ = ["run"]
@@ -152,31 +154,12 @@ def environment() -> str:
 
 def _cpu_model() -> str:
     """Return the CPU's model name (Linux's /proc/cpuinfo), or "" where it cannot be read."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
+    return _config.cpu_model()
 
 
 def _llc_text() -> str:
     """Return the largest cache level Linux reports for CPU 0 (sysfs), e.g. "300 MiB"; "unknown" elsewhere."""
-    import glob
-
-    best = 0
-    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
-        try:
-            with open(path) as f:
-                text = f.read().strip()
-        except OSError:
-            continue
-        scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-        digits = text.rstrip("KMG")
-        if digits.isdigit():
-            best = max(best, int(digits) * scale)
+    best = _config.llc_bytes()
     return f"{best / (1 << 20):.0f} MiB" if best else "unknown"
 
 
@@ -229,6 +212,7 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int,
     from ..compression import compress
     from ..distillation import distill
     from ..nn import MLP
+    from ..optimization import optimize
     from ..training import train
 
     cfg = DIGITS_FAST if fast else DIGITS
@@ -239,22 +223,27 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int,
     first: dict = {}
     for seed in seeds:
         _say(f"digits, seed {seed}: training the teacher, compressing, distilling ...")
-        Xtr, ytr, Xte, yte = _split(X, y, seed)
+        Xrest, yrest, Xte, yte = _split(X, y, seed)
+        Xtr, ytr, Xval, yval = _split(Xrest, yrest, seed + 100)  # validation rows for the optimizer
         teacher = train(MLP.init(cfg["teacher"], seed=seed), Xtr, ytr, epochs=cfg["epochs"], lr=cfg["lr"],
-                        weight_decay=cfg["weight_decay"], seed=seed, progress=not fast)
+                        weight_decay=cfg["weight_decay"], validation_fraction=0, seed=seed, progress=not fast)
         models = {"teacher, dense fp32": teacher, "int8": compress(teacher, int8=True, format="int8")}
         for s in (0.5, 0.8, 0.9):
             models[f"pruned {s:.0%} + fine-tune"] = compress(
                 teacher, sparsity=s, data=(Xtr, ytr), finetune_epochs=cfg["finetune_epochs"],
-                steps=cfg["steps"], lr=cfg["finetune_lr"], seed=seed, progress=not fast, format="csr")
+                steps=cfg["steps"], lr=cfg["finetune_lr"], validation_fraction=0, seed=seed, progress=not fast,
+                format="csr")
         # the pruned, fine-tuned model's own pattern, its values quantized per row (pruned-int8)
         models["pruned 90% + int8"] = compress(models["pruned 90% + fine-tune"], int8=True, format="csr-int8")
         student0 = MLP.init(cfg["student"], seed=seed + 1000)
-        models["student, distilled"] = distill(
-            teacher, student0, Xtr, ytr, temperature=cfg["temperature"], alpha=cfg["alpha"],
-            epochs=cfg["student_epochs"], lr=cfg["student_lr"], seed=seed, progress=not fast)
-        models["student, labels only"] = train(student0, Xtr, ytr, epochs=cfg["student_epochs"],
-                                               lr=cfg["student_lr"], seed=seed, progress=not fast)
+        # the students with the trainers' defaults: early stopping on the validation rows
+        student_kw = {"validation_data": (Xval, yval), "seed": seed, "progress": not fast, **cfg["student_train"]}
+        models["student, distilled"] = distill(teacher, student0, Xtr, ytr, temperature=cfg["temperature"],
+                                               alpha=cfg["alpha"], **student_kw)
+        models["student, labels only"] = train(student0, Xtr, ytr, **student_kw)
+        models["optimized (batch 1, 1-point budget)"] = optimize(
+            teacher, (Xval, yval), max_accuracy_drop=0.01, batch_size=1, repeats=1 if fast else 7, seed=seed,
+            progress=not fast)
         for name, m in models.items():
             acc.setdefault(name, []).append(100.0 * float((m.predict(Xte) == yte).mean()))
         if not first:
@@ -271,7 +260,9 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int,
         rows.append([name] + [f"{v:.2f}" for v in a]
                     + [f"{statistics.mean(a):.2f}", f"{statistics.mean(a) - teacher_acc:+.2f}", _formats(m),
                        m.num_params, m.nbytes, f"{dense_bytes / m.nbytes:.1f}x", *_speed_cells(speed[name])])
-    title = (f"Digits (scikit-learn load_digits, 1797 images 8x8, 20% test split per seed), teacher "
+    title = (f"Digits (scikit-learn load_digits, 1797 images 8x8; per seed a stratified 64/16/20 split into "
+             f"training, validation and test rows: every model trains on the training rows, the optimizer "
+             f"measures accuracy on the validation rows, the table reports the test rows), teacher "
              f"{cfg['teacher']}, student {cfg['student']}, {_threads()} threads; \"pruned 90% + int8\" is the "
              f"pruned, fine-tuned model with its values quantized to int8 (per-row scales); bytes include the "
              f"float32 biases; speed from seed {seeds[0]}'s models, {rounds} interleaved rounds")
@@ -285,14 +276,15 @@ def digits_demo(*, fast: bool, seeds: list[int], rounds: int,
 
 
 # Digits settings: Adam throughout, the teacher with decoupled weight decay (a regularised teacher gives
-# softer targets); pruning in 6 steps of the cubic schedule with 15 epochs of masked fine-tuning after
-# each; the student (35x fewer parameters) trained 300 epochs either way.
+# softer targets), 60 epochs; pruning in 6 steps of the cubic schedule with 15 epochs of masked fine-tuning
+# after each; the student (35x fewer parameters) trained with the trainers' defaults either way (early
+# stopping on the validation rows; at most 5 epochs in fast mode).
 DIGITS = {
     "teacher": [64, 256, 256, 10], "student": [64, 32, 10], "epochs": 60, "lr": 1e-3, "weight_decay": 0.5,
-    "finetune_epochs": 15, "steps": 6, "finetune_lr": 1e-3, "student_epochs": 300, "student_lr": 3e-3,
+    "finetune_epochs": 15, "steps": 6, "finetune_lr": 1e-3, "student_train": {},
     "temperature": 4.0, "alpha": 0.9,
 }
-DIGITS_FAST = dict(DIGITS, teacher=[64, 64, 10], epochs=5, finetune_epochs=1, steps=1, student_epochs=5)
+DIGITS_FAST = dict(DIGITS, teacher=[64, 64, 10], epochs=5, finetune_epochs=1, steps=1, student_train={"epochs": 5})
 
 
 def _split(X, y, seed):

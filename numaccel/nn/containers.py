@@ -27,7 +27,11 @@ class Sequential:
     ----------
     layers : list
     report : list of dict or None
-        Set by :func:`numaccel.compress`: one entry per Linear layer.
+        Set by :func:`numaccel.compress` (one entry per Linear layer) and by :func:`numaccel.optimize`
+        (an :class:`numaccel.optimization.OptimizeReport`, a list of the same kind with whole-model figures).
+    history : dict or None
+        Set by :func:`numaccel.train` and :func:`numaccel.distill`: the loss per epoch, the validation loss
+        per epoch, the best and the stopping epoch.
 
     Raises
     ------
@@ -60,7 +64,8 @@ class Sequential:
                     )
                 prev = layer.out_features
         self.layers = layers
-        self.report = None  # set by numaccel.compress: one dict per Linear layer
+        self.report = None  # set by numaccel.compress and numaccel.optimize
+        self.history = None  # set by numaccel.train and numaccel.distill
 
     # ----------------------------------------------------------------------------------------------
     @property
@@ -95,7 +100,11 @@ class Sequential:
         return np.argmax(self(x, **kwargs), axis=-1)
 
     def with_weights(self, weights, biases=None) -> Sequential:
-        """Return a new model with the same layers and the given weights (and biases), one per ``Linear``."""
+        """Return a new model with the same layers and the given weights (and biases), one per ``Linear``.
+
+        The new ``Linear`` layers have no ``activation_quant`` of their own (the weights may be of another
+        format).
+        """
         weights = list(weights)
         n = len(self.linears)
         biases = [layer.bias for layer in self.linears] if biases is None else list(biases)
@@ -109,14 +118,15 @@ class Sequential:
         return type(self)(layers)
 
     def summary(self) -> list[dict]:
-        """Per ``Linear`` layer: shape, format name, density and bytes of the stored weight.
+        """Per ``Linear`` layer: shape, format name, ``activation_quant``, density and bytes of the stored weight.
 
         ``density`` is :func:`numaccel.formats.density`: the fraction of nonzeros of a dense weight, the
         fraction of stored entries of any other format (1.0 for a format that stores every entry).
         """
         return [
             {"layer": i, "shape": tuple(int(s) for s in layer.weight.shape), "format": layer.format,
-             "density": formats.density(layer.weight), "bytes": layer.nbytes}
+             "activation_quant": layer.activation_quant, "density": formats.density(layer.weight),
+             "bytes": layer.nbytes}
             for i, layer in enumerate(self.linears)
         ]
 

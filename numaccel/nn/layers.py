@@ -52,6 +52,10 @@ class Linear:
         sharded weights, formats of your own).
     bias : ndarray (N,), optional
         Finite; kept in its own dtype, float32 or float64 (narrower floats widen to float32), as a copy.
+    activation_quant : {None, "int8"}, keyword-only
+        The layer's own ``activation_quant`` for :func:`numaccel.linear` (``"int8"``: W8A8), used when a
+        call does not pass one; only for a format that supports it (``Int8Weight``). This is how a model
+        runs W8A8 in some layers and not others (:func:`numaccel.optimize` chooses it per layer).
 
     Attributes
     ----------
@@ -59,6 +63,7 @@ class Linear:
     bias : ndarray (N,) or None
     format : str
         The weight's registered format name (``"dense"``, ``"csr"``, ``"int8"``, ...).
+    activation_quant : None or str
 
     Raises
     ------
@@ -66,7 +71,8 @@ class Linear:
         A weight of no registered format (a ``scipy.sparse`` matrix: convert it with
         ``CSRWeight.from_scipy``), a non-float dense weight or bias, or one wider than float64.
     ValueError
-        A dense weight that is not 2-D, a bias of the wrong length, NaN or inf in a dense weight or bias.
+        A dense weight that is not 2-D, a bias of the wrong length, NaN or inf in a dense weight or bias,
+        an ``activation_quant`` other than None and ``"int8"`` or one the weight's format does not support.
 
     Notes
     -----
@@ -84,7 +90,7 @@ class Linear:
     ('dense', 'csr')
     """
 
-    def __init__(self, weight, bias=None):
+    def __init__(self, weight, bias=None, *, activation_quant=None):
         if isinstance(weight, np.ndarray):
             dtype = _float_dtype(weight.dtype, "weight")
             if weight.ndim != 2:
@@ -99,8 +105,16 @@ class Linear:
             )
         else:
             formats.spec_for(weight, "weight")
+        if activation_quant is not None:
+            if not isinstance(activation_quant, str) or activation_quant != "int8":
+                raise ValueError(f"activation_quant must be None or 'int8', got {activation_quant!r}")
+            spec = formats.spec_for(weight, "weight")
+            if activation_quant not in spec.quant:
+                raise ValueError(f"activation_quant={activation_quant!r} is not supported for a {spec.name} "
+                                 f"weight; use None (or an int8 weight, numaccel.quantize)")
         self.weight = weight
         self.bias = None if bias is None else _as_bias(bias, int(weight.shape[0]))
+        self.activation_quant = activation_quant
 
     @property
     def in_features(self) -> int:
@@ -133,12 +147,18 @@ class Linear:
         return formats.to_dense(self.weight)
 
     def __call__(self, x, **kwargs):
-        """``linear(x, weight, bias, **kwargs)`` (e.g. ``out=``, ``device=``, ``activation_quant=``)."""
+        """``linear(x, weight, bias, **kwargs)`` (e.g. ``out=``, ``device=``, ``activation_quant=``).
+
+        The layer's own ``activation_quant`` applies when ``kwargs`` has none.
+        """
+        if self.activation_quant is not None and "activation_quant" not in kwargs:
+            kwargs["activation_quant"] = self.activation_quant
         return linear(x, self.weight, self.bias, **kwargs)
 
     def __repr__(self) -> str:
-        """``Linear(in_features, out_features, format=...)``."""
-        return f"Linear({self.in_features}, {self.out_features}, format={self.format!r})"
+        """``Linear(in_features, out_features, format=...)`` (and ``activation_quant=`` when set)."""
+        aq = "" if self.activation_quant is None else f", activation_quant={self.activation_quant!r}"
+        return f"Linear({self.in_features}, {self.out_features}, format={self.format!r}{aq})"
 
 
 _erf_ufunc = None
