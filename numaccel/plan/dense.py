@@ -1,14 +1,42 @@
-"""Dense weights: BLAS through ``numpy.matmul``."""
+"""Dense weights: BLAS through ``numpy.matmul``, or Numba's own threads for a few float32 rows.
+
+A float32 product of at most ``_config.DENSE_GEMV_MAX_B`` activation rows is memory-bound; where AVX-512
+is available it runs in numaccel's GEMV kernel (``numaccel._kernels.dense_cpu``), on the same thread pool
+as the CSR and int8 kernels, so that a model mixing dense and numaccel layers does not alternate between
+BLAS's thread pool and Numba's (docs/performance.md, "Dense layers beside numaccel layers"). Everything
+else goes to BLAS.
+"""
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 
-__all__ = ["linear"]
+from .. import _config
+
+__all__ = ["linear", "uses_gemv"]
+
+
+def uses_gemv(w: np.ndarray, x: np.ndarray) -> bool:
+    """Whether ``linear`` runs numaccel's GEMV kernel (not BLAS) for this weight and these rows."""
+    return (_config.DENSE_USE_GEMV and x.ndim == 2 and 0 < x.shape[0] <= _config.DENSE_GEMV_MAX_B
+            and w.dtype == np.float32 and x.dtype == np.float32 and w.flags.c_contiguous
+            and x.flags.c_contiguous and w.shape[0] > 0 and w.shape[1] > 0)
 
 
 def linear(w: np.ndarray, x: np.ndarray, out: np.ndarray, quant) -> None:
-    """``out = x @ w.T`` (BLAS) for validated ``x`` (B, K) and ``out`` (B, N) of the result dtype."""
+    """``out = x @ w.T`` for validated ``x`` (B, K) and ``out`` (B, N) of the result dtype."""
     if quant is not None:
         raise ValueError(f"activation_quant={quant!r} needs an Int8Weight; dense weights use None")
-    np.matmul(x, w.T, out=out)
+    if not (uses_gemv(w, x) and out.flags.c_contiguous):
+        np.matmul(x, w.T, out=out)
+        return
+    from .._kernels import dense_cpu
+
+    n, k = w.shape
+    if n * k * x.shape[0] <= _config.DENSE_SERIAL_WORK:
+        dense_cpu._gemv_rows(w, x, 0, n, out)
+        return
+    chunks = min(n, _config.CSR_CHUNKS_PER_THREAD * numba.get_num_threads())
+    with _config.kernel_guard():
+        dense_cpu._gemv_parallel(w, x, chunks, out)
