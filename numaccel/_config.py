@@ -103,11 +103,13 @@ def cpu_features() -> frozenset:
 # LLVM intrinsics cannot run as Python). Tests flip this to cover both paths on one machine.
 CSR_USE_TILES = "avx512f" in cpu_features()
 
-# Dense float32 layers of at most DENSE_GEMV_MAX_B activation rows run in numaccel's GEMV kernel (AVX-512),
-# on Numba's threads like every numaccel kernel, instead of BLAS's: a model that mixes formats then uses one
-# thread pool (docs/performance.md, "Dense layers beside numaccel layers"). Up to DENSE_SERIAL_WORK
-# multiply-adds it runs on the calling thread. Tests flip DENSE_USE_GEMV to cover both paths.
+# Dense float32 layers of at most DENSE_GEMV_MAX_B activation rows and at least DENSE_GEMV_MIN_WORK
+# multiply-adds (OpenBLAS starts its threads from 9216 for a matrix-vector product) run in numaccel's GEMV
+# kernel (AVX-512), on Numba's threads like every numaccel kernel, instead of BLAS's: a model that mixes
+# formats then uses one thread pool (docs/performance.md, "Dense layers beside numaccel layers"). Up to
+# DENSE_SERIAL_WORK multiply-adds it runs on the calling thread. Tests flip DENSE_USE_GEMV to cover both.
 DENSE_GEMV_MAX_B = 8
+DENSE_GEMV_MIN_WORK = 8192
 DENSE_SERIAL_WORK = 1 << 16
 DENSE_USE_GEMV = "avx512f" in cpu_features()
 

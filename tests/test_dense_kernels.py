@@ -22,6 +22,7 @@ PATHS = ["gemv", "blas"] if HAS_GEMV else ["blas"]
 @pytest.fixture(params=PATHS)
 def path(request, monkeypatch):
     monkeypatch.setattr(_config, "DENSE_USE_GEMV", request.param == "gemv")
+    monkeypatch.setattr(_config, "DENSE_GEMV_MIN_WORK", 0)  # the test shapes are small
     return request.param
 
 
@@ -50,6 +51,7 @@ def test_row_results_do_not_depend_on_threads_or_partition(rng, monkeypatch):
     if not HAS_GEMV:
         pytest.skip("the GEMV kernel needs AVX-512 and the JIT")
     monkeypatch.setattr(_config, "DENSE_USE_GEMV", True)
+    monkeypatch.setattr(_config, "DENSE_GEMV_MIN_WORK", 0)
     w = rng.standard_normal((301, 777)).astype(np.float32)
     x = rng.standard_normal((3, 777)).astype(np.float32)
     monkeypatch.setattr(_config, "DENSE_SERIAL_WORK", 1 << 62)
@@ -92,3 +94,12 @@ def test_nan_and_inf_propagate(rng, path):
 def test_empty_batch(rng, path):
     w = rng.standard_normal((4, 6)).astype(np.float32)
     assert na.linear(np.zeros((0, 6), np.float32), w).shape == (0, 4)
+
+
+def test_which_path_by_default(rng):
+    x1 = np.zeros((1, 4096), np.float32)
+    big = np.zeros((1024, 4096), np.float32)
+    assert plan_dense.uses_gemv(big, x1) == HAS_GEMV
+    assert plan_dense.uses_gemv(big, np.zeros((_config.DENSE_GEMV_MAX_B, 4096), np.float32)) == HAS_GEMV
+    assert not plan_dense.uses_gemv(big, np.zeros((_config.DENSE_GEMV_MAX_B + 1, 4096), np.float32))
+    assert not plan_dense.uses_gemv(np.zeros((16, 64), np.float32), np.zeros((1, 64), np.float32))  # small: BLAS

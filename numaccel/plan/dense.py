@@ -19,24 +19,30 @@ __all__ = ["linear", "uses_gemv"]
 
 def uses_gemv(w: np.ndarray, x: np.ndarray) -> bool:
     """Whether ``linear`` runs numaccel's GEMV kernel (not BLAS) for this weight and these rows."""
-    return (_config.DENSE_USE_GEMV and x.ndim == 2 and 0 < x.shape[0] <= _config.DENSE_GEMV_MAX_B
-            and w.dtype == np.float32 and x.dtype == np.float32 and w.flags.c_contiguous
-            and x.flags.c_contiguous and w.shape[0] > 0 and w.shape[1] > 0)
+    b = x.shape[0] if x.ndim == 2 else 0
+    return (_config.DENSE_USE_GEMV and 0 < b <= _config.DENSE_GEMV_MAX_B and w.dtype == _F32
+            and x.dtype == _F32 and w.shape[0] * w.shape[1] * b >= _config.DENSE_GEMV_MIN_WORK
+            and w.shape[1] > 0 and w.flags.c_contiguous and x.flags.c_contiguous)
+
+
+_F32 = np.dtype(np.float32)
+_kernels = None
 
 
 def linear(w: np.ndarray, x: np.ndarray, out: np.ndarray, quant) -> None:
-    """``out = x @ w.T`` for validated ``x`` (B, K) and ``out`` (B, N) of the result dtype."""
+    """``out = x @ w.T`` for validated C-contiguous ``x`` (B, K) and ``out`` (B, N) of the result dtype."""
+    global _kernels
     if quant is not None:
         raise ValueError(f"activation_quant={quant!r} needs an Int8Weight; dense weights use None")
-    if not (uses_gemv(w, x) and out.flags.c_contiguous):
+    if not uses_gemv(w, x):
         np.matmul(x, w.T, out=out)
         return
-    from .._kernels import dense_cpu
-
+    if _kernels is None:
+        from .._kernels import dense_cpu as _kernels
     n, k = w.shape
     if n * k * x.shape[0] <= _config.DENSE_SERIAL_WORK:
-        dense_cpu._gemv_rows(w, x, 0, n, out)
+        _kernels._gemv_rows(w, x, 0, n, out)
         return
     chunks = min(n, _config.CSR_CHUNKS_PER_THREAD * numba.get_num_threads())
     with _config.kernel_guard():
-        dense_cpu._gemv_parallel(w, x, chunks, out)
+        _kernels._gemv_parallel(w, x, chunks, out)
