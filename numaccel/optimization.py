@@ -393,6 +393,8 @@ def _check_options(max_accuracy_drop, batch_size, objective, sparsities, candida
         if isinstance(s, bool) or not isinstance(s, numbers.Real) or not 0 < s < 1:
             raise ValueError(f"sparsities must be numbers in (0, 1), got {s!r}")
         sp.append(float(s))
+    if isinstance(candidates, str):
+        raise ValueError(f"candidates must be a sequence of format names (e.g. ({candidates!r},)), not a string")
     families = _FAMILIES if candidates is None else tuple(candidates)
     for f in families:
         if f not in _FAMILIES:

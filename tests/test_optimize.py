@@ -205,6 +205,11 @@ def test_knapsack_matches_brute_force():
         ({"candidates": ("fp16",)}, ValueError, "candidates"),
         ({"finetune_epochs": 2}, ValueError, "train_data"),
         ({"repeats": 0}, ValueError, "repeats"),
+        ({"data": (np.full((4, 24), np.nan, np.float32), np.zeros(4, np.int64))}, ValueError, "NaN|finite"),
+        ({"data": (np.zeros((0, 24), np.float32), np.zeros(0, np.int64))}, ValueError, "at least one row"),
+        ({"data": (np.zeros((4, 24), np.float32), np.zeros(3, np.int64))}, ValueError, r"shape \(4,\)"),
+        ({"train_data": (np.zeros((4, 7), np.float32), np.zeros(4, np.int64))}, ValueError, "24 features"),
+        ({"candidates": "int8"}, ValueError, "candidates"),
     ],
 )
 def test_bad_arguments(task, kwargs, exc, match):
