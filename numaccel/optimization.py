@@ -569,7 +569,7 @@ def optimize(model, data, *, max_accuracy_drop: float = 0.01, batch_size: int = 
             stored[key] = kind.build(kind.masked(dense[i]))
         return stored[key]
 
-    cands, keys_of, facts = {}, [], {}
+    cands, keys_of, timed = {}, [], {}  # timed[key]: (bytes, format name) of the candidate
     for i, layer in enumerate(linears):
         n, k = layer.weight.shape
         x = rng.standard_normal((batch_size, k)).astype(np.float32)
@@ -579,7 +579,7 @@ def optimize(model, data, *, max_accuracy_drop: float = 0.01, batch_size: int = 
             if key not in cands:
                 w = candidate(i, kind)
                 cands[key] = (w, biases[i], x, kind.activation_quant, _uses_blas(w))
-                facts[key] = (formats.nbytes(w) + (0 if biases[i] is None else int(biases[i].nbytes)),
+                timed[key] = (formats.nbytes(w) + (0 if biases[i] is None else int(biases[i].nbytes)),
                               formats.name_of(w))
             row.append(key)
         keys_of.append(row)
@@ -588,7 +588,6 @@ def optimize(model, data, *, max_accuracy_drop: float = 0.01, batch_size: int = 
     bar.close()
     latency = {key: statistics.median(s) for key, s in samples.items()}
     del cands, samples
-    timed = facts
 
     # 3. sensitivity: one layer swapped at a time
     bar = _progress_bar(sum(map(len, kinds)), "optimize: accuracy per layer", progress)
