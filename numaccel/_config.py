@@ -47,6 +47,11 @@ TRAIN_SMALL_MATMUL = 1 << 24
 # activations' stays in L2; W8A8 VNNI the same in features.
 INT8_KC_F32 = 256
 INT8_KC_VNNI = 512
+# Weight-only batches of at least INT8_CONVERT_MIN_B rows convert each block of INT8_KC_CONVERT features of
+# the codes to float32 once and reuse it for every register tile (docs/performance.md, "int8 at large
+# batches"); smaller batches convert inside the tiles.
+INT8_CONVERT_MIN_B = 128
+INT8_KC_CONVERT = 128
 # Batches larger than this copy their activations into blocks of about INT8_KX_* features (rows that far
 # apart rather than K; many rows K apart share cache sets and evict each other). The W8A8 path always
 # writes its quantized activations in blocks.

@@ -164,3 +164,22 @@ def test_w8a8_error_not_above_torch_dynamic(rng):
     err = np.linalg.norm(y - ref) / np.linalg.norm(ref)
     err_torch = np.linalg.norm(y_torch - ref) / np.linalg.norm(ref)
     assert err <= err_torch, (err, err_torch)
+
+
+@pytest.mark.parametrize("shape", SHAPES + [(65, 129, 70)])
+@pytest.mark.parametrize("group_size", [None, 32, 100])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_weight_only_block_conversion_is_the_same_product(rng, parity, monkeypatch, shape, group_size, symmetric):
+    """Large batches convert each block of codes to float32 once: the same products, bit for bit."""
+    from numaccel import _config
+
+    _, qw, x = _case(rng, shape, group_size, symmetric, np.float32)
+    monkeypatch.setattr(_config, "INT8_CONVERT_MIN_B", 1 << 30)
+    in_tiles = na.linear(x, qw)
+    monkeypatch.setattr(_config, "INT8_CONVERT_MIN_B", 1)
+    for kc in (1, 16, 128):
+        monkeypatch.setattr(_config, "INT8_KC_CONVERT", kc)
+        out = np.full(in_tiles.shape, np.nan, np.float32)
+        np.testing.assert_array_equal(na.linear(x, qw, out=out), in_tiles)
+    if x.shape[0]:
+        parity(in_tiles, ref_linear(x, qw))

@@ -20,9 +20,10 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .int8_tiles_x86 import MAX_RB, MK_I8F32, MK_VNNI, PANEL
+from .int8_tiles_x86 import MAX_RB, MK_F32, MK_I8F32, MK_VNNI, PANEL
 
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
+_F1, _F2, _F3, _F4, _F5, _F6 = MK_F32
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
 
 
@@ -219,6 +220,22 @@ def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
 
 
 @njit(inline="always")
+def _tile_f32(w, wr0, x, b0, nb, k0, kn, acc, init):
+    if nb >= 6:
+        _F6(w, wr0, x, b0, 6, k0, kn, acc, init)
+    elif nb == 5:
+        _F5(w, wr0, x, b0, 5, k0, kn, acc, init)
+    elif nb == 4:
+        _F4(w, wr0, x, b0, 4, k0, kn, acc, init)
+    elif nb == 3:
+        _F3(w, wr0, x, b0, 3, k0, kn, acc, init)
+    elif nb == 2:
+        _F2(w, wr0, x, b0, 2, k0, kn, acc, init)
+    else:
+        _F1(w, wr0, x, b0, 1, k0, kn, acc, init)
+
+
+@njit(inline="always")
 def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
     if nb >= 6:
         _V6(w, wr0, x, b0, 6, k0, kn, acc, init)
@@ -245,8 +262,32 @@ def _i8f32_steps(w, xb, ga, gb, off, kc, B, acc, fresh):
             _tile_i8f32(w, k0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
 
 
+@njit(inline="always")
+def _converted_steps(w, buf, xb, ga, gb, off, kc, B, acc, fresh):
+    """``_i8f32_steps`` with each block of ``kc`` features of the codes converted once into ``buf``
+    (float32 (kc, 64)) and then multiplied by every activation tile: the same products, in the same order."""
+    rt = _tile_rows(B)
+    for k0 in range(ga, gb, kc):
+        kn = min(kc, gb - k0)
+        for k in range(kn):
+            src = w[k0 + k]
+            dst = buf[k]
+            for j in range(PANEL):
+                dst[j] = np.float32(src[j])
+        for b0 in range(0, B, rt):
+            _tile_f32(buf, 0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
+
+
+@njit(inline="always")
+def _weight_only_steps(w, buf, xb, ga, gb, off, kc, B, acc, fresh, convert):
+    if convert:
+        _converted_steps(w, buf, xb, ga, gb, off, kc, B, acc, fresh)
+    else:
+        _i8f32_steps(w, xb, ga, gb, off, kc, B, acc, fresh)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, out):
+def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, convert, out):
     """Weight-only: ``out = x @ ((q - z) * s).T`` from packed panels, float32 activations, the codes
     converted to float32 inside the register tile (6 rows x 64 outputs).
 
@@ -255,7 +296,9 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, out):
     length; ``xp`` the activations in blocks (NKB, B, KX) (see ``_pack_blocks``; a block holds whole groups
     when G > 1); ``xsum`` float32 (B, G) the sums of x over each group (for the zero points); ``kc`` the
     weight block. Per group: ``s * (x . q - z * xsum)``, summed over the groups in float32; the unscaled
-    ``x . q`` is finite while ``sum |x| * 128`` over a group is.
+    ``x . q`` is finite while ``sum |x| * 128`` over a group is. ``convert``: convert each weight block to
+    float32 once (``_converted_steps``, for large batches) instead of inside every register tile; the
+    results are the same bit for bit.
     """
     P, K, _ = panels.shape
     NKB, B, KX = xp.shape
@@ -265,16 +308,17 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, out):
         n0 = p * PANEL
         acc = np.empty((B, PANEL), np.float32)
         fac = np.zeros((B, PANEL), np.float32)
+        buf = np.empty((kc if convert else 1, PANEL), np.float32)
         w = panels[p]
         for g in range(G):
             if G == 1:
                 for kb in range(NKB):
                     ga = kb * KX
-                    _i8f32_steps(w, xp[kb], ga, min(ga + KX, K), ga, kc, B, acc, kb == 0)
+                    _weight_only_steps(w, buf, xp[kb], ga, min(ga + KX, K), ga, kc, B, acc, kb == 0, convert)
             else:
                 ga = g * gs
                 kb = ga // KX
-                _i8f32_steps(w, xp[kb], ga, min(ga + gs, K), kb * KX, kc, B, acc, True)
+                _weight_only_steps(w, buf, xp[kb], ga, min(ga + gs, K), kb * KX, kc, B, acc, True, convert)
             s = sT[g, n0:n0 + PANEL]
             z = zT[g, n0:n0 + PANEL]
             for b in range(B):

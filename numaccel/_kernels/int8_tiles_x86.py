@@ -7,13 +7,16 @@ express. Two families:
 * ``MK_I8F32[rb]``: float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb`` activation rows,
   where ``w`` is an int8 panel converted on the fly (``sext``, ``sitofp``). Generic LLVM vector IR
   (``llvm.fma.v16f32``): portable to any target LLVM supports.
+* ``MK_F32[rb]``: the same float32 tile over a float32 panel block (``w`` (kn, 64) float32): the codes of a
+  block converted once (exactly: int8 to float32) and then reused by every activation tile of a large
+  batch, instead of converted again in each tile.
 * ``MK_VNNI[rb]``: exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and
   an int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
   ``llvm.x86.avx512.vpdpbusd.512``. Only for hosts with AVX-512 VNNI (``HAVE_VNNI``); callers must not
   compile it elsewhere.
 
 Contract of every micro-kernel (inputs validated by the caller, nothing checked here): ``w`` C-contiguous
-2-D with 64 (int8) or 256 (VNNI) elements per row, reading rows ``wr0 .. wr0 + kn``; ``x`` 2-D
+2-D with 64 (int8, float32) or 256 (VNNI) elements per row, reading rows ``wr0 .. wr0 + kn``; ``x`` 2-D
 C-contiguous (float32 (B, K) or uint8 (B, Kp)), reading rows ``b0 .. b0 + nb`` (``1 <= nb <= rb``; the rows
 past ``nb`` repeat the last one) and columns ``k0 .. k0 + kn`` (VNNI: bytes ``4 * k0 .. 4 * (k0 + kn)``);
 ``acc`` C-contiguous (B, 64) float32 or int32, rows ``b0 .. b0 + nb`` overwritten when ``init`` else
@@ -79,7 +82,7 @@ def _rows(builder, b0, nb, rb):
 
 
 def _tile_codegen(kind, rb):
-    """Code generator of one micro-kernel; ``kind`` is "i8f32" or "vnni"."""
+    """Code generator of one micro-kernel; ``kind`` is "i8f32", "f32" or "vnni"."""
     nv = PANEL // LANES
     acc_vt = _v16i if kind == "vnni" else _v16f
     acc_et = _i32 if kind == "vnni" else _f32
@@ -131,8 +134,9 @@ def _tile_codegen(kind, rb):
             k = loop.index
             wrow = builder.add(waddr, builder.mul(k, wstride))
             # Keep the memory stream going while this block is re-read from cache by the other tiles: touch
-            # the next block. A prefetch past the end of the array is harmless.
-            for line in range(0, row_bytes, 64):
+            # the next block. A prefetch past the end of the array is harmless. (A float32 block is a
+            # buffer in L1 that the caller refills; its stream is the caller's.)
+            for line in range(0, row_bytes if kind != "f32" else 0, 64):
                 addr = builder.add(builder.add(wrow, ahead), ir.Constant(_i64, line))
                 builder.call(prefetch, [_ptr(builder, addr, _i8)] + pfargs)
             wv = []
@@ -140,6 +144,8 @@ def _tile_codegen(kind, rb):
                 if kind == "i8f32":
                     b = _vload(builder, wrow, 16 * v, _v16b, 1)
                     wv.append(builder.sitofp(builder.sext(b, _v16i), _v16f))
+                elif kind == "f32":
+                    wv.append(_vload(builder, wrow, 64 * v, _v16f, 4))
                 else:
                     wv.append(builder.bitcast(_vload(builder, wrow, 64 * v, _v64b, 1), _v16i))
             koff = builder.mul(k, ir.Constant(_i64, 4))
@@ -174,4 +180,5 @@ def _make_tile(kind, rb):
 
 # One intrinsic per (kind, tile height), built once at import.
 MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
+MK_F32 = tuple(_make_tile("f32", rb) for rb in range(1, MAX_RB + 1))
 MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))

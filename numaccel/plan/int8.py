@@ -236,7 +236,9 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
             else:
                 xp = x.reshape(1, B, k)
             xsum = _group_sums(x, v.gs, g) if v.has_zp else np.zeros((B, g), dtype=np.float32)
-            int8_cpu._qmm_int8_panels(panels, sT, zT, v.gs, xp, xsum, _config.INT8_KC_F32, out)
+            convert = B >= _config.INT8_CONVERT_MIN_B
+            kc = _config.INT8_KC_CONVERT if convert else _config.INT8_KC_F32
+            int8_cpu._qmm_int8_panels(panels, sT, zT, v.gs, xp, xsum, kc, convert, out)
         elif quant is None:
             xsum = _group_sums(x, v.gs, g) if v.has_zp else np.zeros((B, g), dtype=x.dtype)
             int8_cpu._qmm_int8_simple(w.qweight, v.s2, v.z2, v.gs, x, xsum, out)
