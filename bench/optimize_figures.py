@@ -57,12 +57,12 @@ def _uniform_within(net, rep):
 
 def _rebuild(net, kind: str, train=None, finetune=None):
     """A uniform model of ``kind`` (as named in the report), built the way the optimizer builds it."""
-    if kind == "int8":
-        return na.compress(net, int8=True, format="int8")
-    if kind == "int8-w8a8":
-        m = na.compress(net, int8=True, format="int8")
+    if kind.endswith("-w8a8"):
+        m = _rebuild(net, kind[:-5])
         return type(m)([na.nn.Linear(layer.weight, layer.bias, activation_quant="int8")
                         if isinstance(layer, na.nn.Linear) else layer for layer in m.layers])
+    if kind == "int8":
+        return na.compress(net, int8=True, format="int8")
     if kind.startswith("int8-g"):
         return na.compress(net, int8=True, format="int8", group_size=int(kind[6:]))
     if kind.startswith("csr-int8-"):

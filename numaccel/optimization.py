@@ -88,6 +88,8 @@ def _kinds(layer: Linear, families, sparsities, group_size) -> list[_Kind]:
         kinds.append(_Kind("int8-w8a8", int8=True, w8a8=True))
     if "int8-group" in families and k >= 2 * group_size:
         kinds.append(_Kind(f"int8-g{group_size}", int8=True, group_size=group_size))
+        if "int8-w8a8" in families:
+            kinds.append(_Kind(f"int8-g{group_size}-w8a8", int8=True, group_size=group_size, w8a8=True))
     for s in sparsities:
         pct = f"{100 * s:g}%"
         if "csr" in families:
@@ -430,9 +432,9 @@ def optimize(model, data, *, max_accuracy_drop: float = 0.01, batch_size: int = 
         Sparsities tried for the CSR and pruned-int8 candidates.
     candidates : sequence of str, optional, keyword-only
         Formats tried besides the layer as given (and dense float32): among ``"int8"`` (per channel,
-        weight-only), ``"int8-w8a8"`` (per channel, activations quantized on the fly, which the planner
-        runs on AMX or VNNI where the host has them), ``"int8-group"`` (``group_size`` features per scale),
-        ``"csr"`` and ``"csr-int8"``. All of them by default.
+        weight-only), ``"int8-w8a8"`` (activations quantized on the fly, which the planner runs on AMX or
+        VNNI where the host has them), ``"int8-group"`` (``group_size`` features per scale; with
+        ``"int8-w8a8"`` also in its W8A8 form), ``"csr"`` and ``"csr-int8"``. All of them by default.
     group_size : int, keyword-only
         Group length of the ``"int8-group"`` candidates (tried on layers with at least twice as many inputs).
     train_data : (X, y), optional, keyword-only

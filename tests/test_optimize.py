@@ -241,3 +241,15 @@ def test_command_line(task, tmp_path, monkeypatch, capsys):
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, X=X, y=np.array([object()] * len(y)))
     assert main(["optimize", str(model_path), str(pickled), "--out", str(out)]) == 2
+
+
+def test_candidate_kinds_per_layer():
+    wide = na.nn.Linear(np.ones((8, 512), np.float32))
+    names = [k.name for k in opt_mod._kinds(wide, opt_mod._FAMILIES, [0.5], 128)]
+    assert names == ["dense", "int8", "int8-w8a8", "int8-g128", "int8-g128-w8a8", "csr-50%", "csr-int8-50%"]
+    narrow = na.nn.Linear(na.quantize(np.ones((8, 200), np.float32)))
+    names = [k.name for k in opt_mod._kinds(narrow, ("int8", "int8-group"), [0.5], 128)]
+    assert names == ["as given (int8)", "dense", "int8"]  # no group of 128 in 200 features twice over
+    kind = next(k for k in opt_mod._kinds(wide, opt_mod._FAMILIES, [], 128) if k.name == "int8-g128-w8a8")
+    layer = na.nn.Linear(kind.build(np.ones((8, 512), np.float32)), activation_quant=kind.activation_quant)
+    assert layer.weight.group_size == 128 and layer.activation_quant == "int8"
