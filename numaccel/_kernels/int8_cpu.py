@@ -20,10 +20,9 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .int8_tiles_x86 import MAX_RB, MK_F32, MK_I8F32, MK_VNNI, PANEL
+from .int8_tiles_x86 import MAX_RB, MK_I8F32, MK_VNNI, PANEL
 
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
-_F1, _F2, _F3, _F4, _F5, _F6 = MK_F32
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
 
 
@@ -220,22 +219,6 @@ def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
 
 
 @njit(inline="always")
-def _tile_f32(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb >= 6:
-        _F6(w, wr0, x, b0, 6, k0, kn, acc, init)
-    elif nb == 5:
-        _F5(w, wr0, x, b0, 5, k0, kn, acc, init)
-    elif nb == 4:
-        _F4(w, wr0, x, b0, 4, k0, kn, acc, init)
-    elif nb == 3:
-        _F3(w, wr0, x, b0, 3, k0, kn, acc, init)
-    elif nb == 2:
-        _F2(w, wr0, x, b0, 2, k0, kn, acc, init)
-    else:
-        _F1(w, wr0, x, b0, 1, k0, kn, acc, init)
-
-
-@njit(inline="always")
 def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
     if nb >= 6:
         _V6(w, wr0, x, b0, 6, k0, kn, acc, init)
@@ -275,7 +258,7 @@ def _converted_steps(w, buf, xb, ga, gb, off, kc, B, acc, fresh):
             for j in range(PANEL):
                 dst[j] = np.float32(src[j])
         for b0 in range(0, B, rt):
-            _tile_f32(buf, 0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
+            _tile_i8f32(buf, 0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
 
 
 @njit(inline="always")

@@ -7,9 +7,9 @@ express. Two families:
 * ``MK_I8F32[rb]``: float32 ``acc[b, :64] (+)= sum_k x[b, k] * w[k, :64]`` for ``rb`` activation rows,
   where ``w`` is an int8 panel converted on the fly (``sext``, ``sitofp``). Generic LLVM vector IR
   (``llvm.fma.v16f32``): portable to any target LLVM supports.
-* ``MK_F32[rb]``: the same float32 tile over a float32 panel block (``w`` (kn, 64) float32): the codes of a
-  block converted once (exactly: int8 to float32) and then reused by every activation tile of a large
-  batch, instead of converted again in each tile.
+  Given a float32 block ``w`` (kn, 64) instead, the same intrinsics run the float32 tile on it: the codes
+  of a block converted once (exactly: int8 to float32) and then reused by every activation tile of a
+  large batch, instead of converted again in each tile.
 * ``MK_VNNI[rb]``: exact int32 ``acc[b, :64] (+)= sum_k xu[b, k] * w[k, :64]`` for uint8 activations and
   an int8 panel stored as groups of 4 consecutive k per column (``(K/4, 64 * 4)``), through
   ``llvm.x86.avx512.vpdpbusd.512``. Only for hosts with AVX-512 VNNI (``HAVE_VNNI``); callers must not
@@ -170,9 +170,12 @@ def _tile_codegen(kind, rb):
 
 def _make_tile(kind, rb):
     codegen = _tile_codegen(kind, rb)
+    # the float32 tile takes a float32 weight block: the same intrinsic, chosen by the weight's dtype
+    f32 = _tile_codegen("f32", rb) if kind == "i8f32" else None
 
     def typer(typingctx, w, wr0, x, b0, nb, k0, kn, acc, init):
-        return types.void(w, wr0, x, b0, nb, k0, kn, acc, init), codegen
+        gen = f32 if f32 is not None and w.dtype == types.float32 else codegen
+        return types.void(w, wr0, x, b0, nb, k0, kn, acc, init), gen
 
     typer.__name__ = f"_mk_{kind}_{rb}"
     return intrinsic(typer)
@@ -180,5 +183,4 @@ def _make_tile(kind, rb):
 
 # One intrinsic per (kind, tile height), built once at import.
 MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
-MK_F32 = tuple(_make_tile("f32", rb) for rb in range(1, MAX_RB + 1))
 MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))
