@@ -4,6 +4,7 @@ NumPy in, NumPy out. See :func:`linear`, :func:`prune`, :func:`quantize` and :mo
 """
 
 from . import formats, nn
+from ._config import VERSION as __version__
 from .compression import compress
 from .distillation import distill, kd_loss
 from .formats import CSRInt8Weight, CSRWeight, Int8Weight
@@ -14,9 +15,8 @@ from .parallel import ShardedWeight, shard
 from .pruning import magnitude_mask, prune
 from .quantization import quantize
 from .training import train
-
-__version__ = "0.1.0"
+from .tuning import tune
 
 __all__ = ["CSRInt8Weight", "CSRWeight", "Int8Weight", "ShardedWeight", "__version__", "compress", "distill", "formats",
            "kd_loss", "linear", "load", "magnitude_mask", "nn", "optimize", "prune", "quantize", "save", "shard",
-           "spmm", "train"]
+           "spmm", "train", "tune"]

@@ -7,6 +7,7 @@ call from several Python threads when Numba falls back to its non-thread-safe ``
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 # LLVM fast-math flags used by every CPU kernel. ``contract`` lets LLVM fuse a*b+c into an FMA;
@@ -114,6 +115,7 @@ CSR_USE_TILES = "avx512f" in cpu_features()
 # formats then uses one thread pool (docs/performance.md, "Dense layers beside numaccel layers"). Up to
 # DENSE_SERIAL_WORK multiply-adds it runs on the calling thread. Tests flip DENSE_USE_GEMV to cover both.
 DENSE_GEMV_MAX_B = 8
+DENSE_GEMV_TUNE_MAX_B = 16  # the most rows numaccel.tune times the GEMV kernel for (4096², 32 rows: 0.5x BLAS)
 DENSE_GEMV_MIN_WORK = 8192
 DENSE_SERIAL_WORK = 1 << 16
 DENSE_USE_GEMV = "avx512f" in cpu_features()
@@ -164,16 +166,30 @@ INT8_USE_AMX = True
 AMX_MIN_BATCH = 16
 
 
-def cpu_model() -> str:
-    """The CPU's model name from Linux's /proc/cpuinfo, or "" where it cannot be read."""
+VERSION = "0.1.0"  # numaccel's version (numaccel.__version__), read by the wisdom file's host key
+
+
+def _cpuinfo(key: str) -> str:
+    """The first value of ``key`` in Linux's /proc/cpuinfo, or "" where it cannot be read."""
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return ""
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_vendor() -> str:
+    """The CPU's vendor id (``GenuineIntel``, ``AuthenticAMD``), or "" where unknown."""
+    return _cpuinfo("vendor_id")
+
+
+def cpu_model() -> str:
+    """The CPU's model name, or "" where it cannot be read."""
+    return _cpuinfo("model name")
 
 
 def llc_bytes() -> int:

@@ -226,15 +226,23 @@ def _time_interleaved(fns: dict, blas: set, repeats: int, bar) -> dict:
     return samples
 
 
-def _time_cold(cands: dict, repeats: int, llc: int, bar) -> dict:
+def _time_cold(cands: dict, repeats: int, llc: int, bar, run=None) -> dict:
     """Seconds per call of every candidate, weights cold: ``{key: [samples]}``.
 
     ``cands[key] = (weight, bias, x, activation_quant, uses_blas)``. The numaccel candidates and the BLAS
     ones form two groups; each group's weights are copied until the group holds more than twice the
     last-level cache, and a round calls every candidate once on each copy in turn, so that no weight is
     in cache when it is called. BLAS's group runs after numaccel's in every round, with a pause after it.
+    ``run(key)`` (default: none) returns a context manager each call runs in (``numaccel.tune`` forces a
+    kernel variant with it).
     """
     from .ops import linear
+
+    def linear_in(key, *args, **kw):
+        if run is None:
+            return linear(*args, **kw)
+        with run(key):
+            return linear(*args, **kw)
 
     groups = [[k for k in cands if not cands[k][4]], [k for k in cands if cands[k][4]]]
     copies = {}
@@ -248,7 +256,7 @@ def _time_cold(cands: dict, repeats: int, llc: int, bar) -> dict:
     for k, ws in copies.items():  # warm-up: compiles or loads kernels, packs every copy
         _, b, x, aq, _ = cands[k]
         for w in ws:
-            linear(x, w, b, activation_quant=aq)
+            linear_in(k, x, w, b, activation_quant=aq)
     for _ in range(repeats):
         for group in groups:
             if not group:
@@ -257,7 +265,7 @@ def _time_cold(cands: dict, repeats: int, llc: int, bar) -> dict:
                 for k in group:
                     _, b, x, aq, _ = cands[k]
                     t0 = time.perf_counter()
-                    linear(x, copies[k][r], b, activation_quant=aq)
+                    linear_in(k, x, copies[k][r], b, activation_quant=aq)
                     samples[k].append(time.perf_counter() - t0)
             if cands[group[0]][4]:
                 time.sleep(_BLAS_PAUSE)

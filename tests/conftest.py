@@ -4,6 +4,9 @@ import os
 # tests run under the simulator on machines without a GPU. CPU @njit kernels are unaffected.
 if os.environ.get("NUMACCEL_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
+# The planner's wisdom file (numaccel.tune) would make kernel choices depend on what this machine's user
+# tuned: the tests read none unless a test points NUMACCEL_WISDOM at a file of its own.
+os.environ["NUMACCEL_WISDOM"] = "off"
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402

@@ -113,10 +113,13 @@ def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
 
             codes = data_t.dtype == types.int8  # int8 codes: converted exactly to float32 as they are read
 
-            def step(p, slots):
-                v = builder.load(builder.gep(da.data, [p]))
-                if codes:
-                    v = builder.sitofp(v, f32)
+            def step(p, slots, converted=None):
+                if converted is not None:  # a code already converted, in the float32 buffer
+                    v = builder.load(converted)
+                else:
+                    v = builder.load(builder.gep(da.data, [p]))
+                    if codes:
+                        v = builder.sitofp(v, f32)
                 vb = builder.shuffle_vector(builder.insert_element(undef, v, ir.Constant(i64, 0)), undef,
                                             zero_mask)
                 k = ext(builder.load(builder.gep(ia.data, [p])), i64)
@@ -127,10 +130,34 @@ def _make_tile_fma(vw: int, nv: int, nsets: int, prefetch: int):
                     builder.store(builder.call(fma, [vb, xv, builder.load(slots[j])]), slots[j])
 
             n = builder.sub(end_v, start_v)
+            if codes:
+                # Sixteen codes at a time are converted with one vector instruction into a float32 buffer
+                # (in L1), from which each value is broadcast like a float32 value straight from memory:
+                # converting and broadcasting each code on its own costs a shuffle per nonzero.
+                v16 = ir.VectorType(f32, 16)
+                buf = cgutils.alloca_once(builder, v16)
+                bufp = builder.bitcast(buf, f32.as_pointer())
+                wide = builder.ashr(n, ir.Constant(i64, 4))
+                with cgutils.for_range(builder, wide) as loop:
+                    p = builder.add(start_v, builder.shl(loop.index, ir.Constant(i64, 4)))
+                    if prefetch:
+                        ahead = builder.add(p, ir.Constant(i64, prefetch))
+                        _emit_prefetch(builder, builder.gep(da.data, [ahead]))
+                        _emit_prefetch(builder, builder.gep(ia.data, [ahead]))
+                    cv = builder.load(builder.bitcast(builder.gep(da.data, [p]),
+                                                      ir.VectorType(ir.IntType(8), 16).as_pointer()), align=1)
+                    builder.store(builder.sitofp(cv, v16), buf)
+                    for u in range(16):
+                        step(builder.add(p, ir.Constant(i64, u)), accs[u % nsets],
+                             builder.gep(bufp, [ir.Constant(i64, u)]))
+                start_g = builder.add(start_v, builder.shl(wide, ir.Constant(i64, 4)))
+                n = builder.sub(end_v, start_g)
+            else:
+                start_g = start_v
             shift = ir.Constant(i64, nsets.bit_length() - 1)
             groups = builder.ashr(n, shift)
             with cgutils.for_range(builder, groups) as loop:
-                p = builder.add(start_v, builder.shl(loop.index, shift))
+                p = builder.add(start_g, builder.shl(loop.index, shift))
                 if prefetch:
                     ahead = builder.add(p, ir.Constant(i64, prefetch))
                     _emit_prefetch(builder, builder.gep(da.data, [ahead]))
@@ -321,16 +348,28 @@ def _hsum(builder, v, lanes: int):
     return builder.extract_element(v, ir.Constant(i32, 0))
 
 
-@intrinsic
-def _row_dot16(typingctx, indices, data, start, end, x):
-    """``sum_p data[p] * x[indices[p]]`` over ``p`` in ``[start, end)``, float32 (``data`` float32 values or
-    int8 codes, converted exactly as they are read).
+def _make_row_dot16(gather: bool, prefetch: bool):
+    """An intrinsic ``(indices, data, start, end, x)``: ``sum_p data[p] * x[indices[p]]`` over ``p`` in
+    ``[start, end)``, float32 (``data`` float32 values or int8 codes, converted exactly as they are read).
 
-    Sixteen activations are loaded one by one into the lanes of a vector (``insertelement``), the
-    sixteen values with one vector load, then one ``llvm.fma.v16f32``; two vector accumulators take
-    alternate groups. The last ``< 16`` nonzeros run as scalar FMAs (why this and not a gather:
-    docs/performance.md, "CSR at batch 1").
+    Sixteen activations go into the lanes of a vector, either loaded one by one (``insertelement``,
+    ``gather`` False) or fetched by one AVX-512 gather (``vgatherdps`` of the sixteen indices, ``gather``
+    True; for indices below 2**31); the sixteen values come with one vector load, then one
+    ``llvm.fma.v16f32``; two vector accumulators take alternate groups. The last ``< 16`` nonzeros run as
+    scalar FMAs. With ``prefetch``, each group of sixteen asks for the values and indices
+    ``_PREFETCH_BYTES`` ahead (``llvm.prefetch``). Every variant adds the same products in the same order,
+    so their results are equal; which is fastest depends on the host (docs/performance.md, "CSR at
+    batch 1"), and the planner chooses (``numaccel.plan.wisdom``, choice ``csr-gemv``).
     """
+
+    @intrinsic
+    def row_dot16(typingctx, indices, data, start, end, x):
+        return _row_dot16_typer(gather, prefetch, indices, data, start, end, x)
+
+    return row_dot16
+
+
+def _row_dot16_typer(gather, prefetch, indices, data, start, end, x):
     if not (
         isinstance(indices, types.Array) and indices.ndim == 1 and isinstance(indices.dtype, types.Integer)
         and isinstance(data, types.Array) and data.dtype in (types.float32, types.int8)
@@ -362,10 +401,40 @@ def _row_dot16(typingctx, indices, data, start, end, x):
             v = builder.load(builder.gep(da.data, [p]))
             return builder.sitofp(v, f32) if codes else v
 
+        def gathered(p):
+            ity = ir.VectorType(ir.IntType(idx_t.dtype.bitwidth), lanes)
+            iv = builder.load(builder.bitcast(builder.gep(ia.data, [p]), ity.as_pointer()), align=1)
+            vi32 = ir.VectorType(i32, lanes)
+            if idx_t.dtype.bitwidth < 32:
+                iv = ext(iv, vi32)
+            elif idx_t.dtype.bitwidth > 32:
+                iv = builder.trunc(iv, vi32)
+            mty = ir.VectorType(ir.IntType(1), lanes)
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty, _PTR8, vi32, mty, i32]),
+                "llvm.x86.avx512.mask.gather.dps.512")
+            base = builder.bitcast(xa.data, _PTR8)
+            return builder.call(fn, [ir.Constant(vty, None), base, iv, ir.Constant(mty, [1] * lanes),
+                                     ir.Constant(i32, 4)])
+
+        def ask(ptr, p, itemsize):
+            fn = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(ir.VoidType(), [_PTR8, i32, i32, i32]), "llvm.prefetch.p0")
+            ahead = builder.add(p, ir.Constant(i64, _PREFETCH_BYTES // itemsize))
+            q = builder.bitcast(builder.gep(ptr, [ahead]), _PTR8)  # a prefetch past the end is harmless
+            builder.call(fn, [q, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+
         def group(p, slot):
-            xv = ir.Constant(vty, ir.Undefined)
-            for j in range(lanes):
-                xv = builder.insert_element(xv, xval(builder.add(p, ir.Constant(i64, j))), ir.Constant(i32, j))
+            if prefetch:
+                ask(da.data, p, data_t.dtype.bitwidth // 8)
+                ask(ia.data, p, idx_t.dtype.bitwidth // 8)
+            if gather:
+                xv = gathered(p)
+            else:
+                xv = ir.Constant(vty, ir.Undefined)
+                for j in range(lanes):
+                    xv = builder.insert_element(xv, xval(builder.add(p, ir.Constant(i64, j))),
+                                                ir.Constant(i32, j))
             if codes:
                 cty = ir.VectorType(ir.IntType(8), lanes)
                 cv = builder.load(builder.bitcast(builder.gep(da.data, [p]), cty.as_pointer()), align=1)
@@ -404,18 +473,38 @@ def _row_dot16(typingctx, indices, data, start, end, x):
     return sig, codegen
 
 
+_PTR8 = ir.IntType(8).as_pointer()
+_PREFETCH_BYTES = 4096  # Intel Xeon host, 4096 x 4096 at 90 %, cold: 1024-16384 bytes ahead all ran alike
+_row_dot16 = _make_row_dot16(False, False)
+_row_dot16_pf = _make_row_dot16(False, True)
+_row_dot16_gather = _make_row_dot16(True, True)
+
+# batch-1 variants, as the planner names them (numaccel.plan.wisdom, choice "csr-gemv")
+GEMV_LANES, GEMV_LANES_PREFETCH, GEMV_GATHER = 0, 1, 2
+
+
+@njit(inline="always", fastmath=FASTMATH)
+def _row_dot16_variant(indices, data, start, end, x, variant):
+    if variant == GEMV_GATHER:
+        return _row_dot16_gather(indices, data, start, end, x)
+    if variant == GEMV_LANES_PREFETCH:
+        return _row_dot16_pf(indices, data, start, end, x)
+    return _row_dot16(indices, data, start, end, x)
+
+
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _spmv_vec_range(indptr, indices, data, r0, r1, x, out):
+def _spmv_vec_range(indptr, indices, data, r0, r1, x, variant, out):
     """Rows ``r0:r1`` of ``_spmv_csr_vec`` (called alone for small weights: no thread-team start)."""
     for i in range(r0, r1):
-        out[i] = _row_dot16(indices, data, np.int64(indptr[i]), np.int64(indptr[i + 1]), x)
+        out[i] = _row_dot16_variant(indices, data, np.int64(indptr[i]), np.int64(indptr[i + 1]), x, variant)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _spmv_csr_vec(indptr, indices, data, bounds, x, out):
-    """``_spmv_csr_rows`` for float32 ``x`` and ``data`` on x86 with AVX-512 (see ``_row_dot16``)."""
+def _spmv_csr_vec(indptr, indices, data, bounds, x, variant, out):
+    """``_spmv_csr_rows`` for float32 ``x`` and ``data`` on x86 with AVX-512: ``variant`` one of the
+    ``GEMV_*`` (see ``_make_row_dot16``)."""
     for c in prange(bounds.size - 1):
-        _spmv_vec_range(indptr, indices, data, bounds[c], bounds[c + 1], x, out)
+        _spmv_vec_range(indptr, indices, data, bounds[c], bounds[c + 1], x, variant, out)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .csr_cpu import _row_dot16, _store_row, _tile_row
+from .csr_cpu import _row_dot16_variant, _store_row, _tile_row
 
 
 # --------------------------------------------------------------------------------------------------
@@ -58,15 +58,16 @@ def _spmv_q_range(indptr, indices, q, scales, gptr, gs, r0, r1, x, out):
 
 
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
-def _spmv_q_vec_range(indptr, indices, q, scales, gptr, gs, r0, r1, x, out):
-    """Rows ``r0:r1`` at batch 1 for float32 ``x`` on AVX-512 (the 16-lane dot of ``.csr_cpu``)."""
+def _spmv_q_vec_range(indptr, indices, q, scales, gptr, gs, r0, r1, x, variant, out):
+    """Rows ``r0:r1`` at batch 1 for float32 ``x`` on AVX-512 (the 16-lane dot of ``.csr_cpu``, its
+    ``variant`` one of ``csr_cpu.GEMV_*``)."""
     for i in range(r0, r1):
         start = np.int64(indptr[i])
         end = np.int64(indptr[i + 1])
         acc = np.float32(0)
         g = gptr[i]
         for s in range(start, end, gs):
-            acc += scales[g] * _row_dot16(indices, q, s, min(s + gs, end), x)
+            acc += scales[g] * _row_dot16_variant(indices, q, s, min(s + gs, end), x, variant)
             g += 1
         out[i] = acc
 
@@ -79,10 +80,10 @@ def _spmv_q(indptr, indices, q, scales, gptr, gs, bounds, x, out):
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
-def _spmv_q_vec(indptr, indices, q, scales, gptr, gs, bounds, x, out):
+def _spmv_q_vec(indptr, indices, q, scales, gptr, gs, bounds, x, variant, out):
     """``_spmv_q_vec_range`` over the chunks ``bounds`` (one thread each)."""
     for c in prange(bounds.size - 1):
-        _spmv_q_vec_range(indptr, indices, q, scales, gptr, gs, bounds[c], bounds[c + 1], x, out)
+        _spmv_q_vec_range(indptr, indices, q, scales, gptr, gs, bounds[c], bounds[c + 1], x, variant, out)
 
 
 # --------------------------------------------------------------------------------------------------

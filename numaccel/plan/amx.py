@@ -26,6 +26,7 @@ import warnings
 import numpy as np
 
 from .. import _config
+from . import wisdom
 from ._cache import PerWeight
 
 _SYS_ARCH_PRCTL = 158  # x86-64
@@ -78,18 +79,30 @@ def usable() -> bool:
     return _verdict
 
 
-def eligible(weight, batch: int) -> bool:
-    """Whether W8A8 ``linear`` on ``weight`` with ``batch`` activation rows runs on AMX here.
+def possible(weight) -> bool:
+    """Return whether the AMX kernel can run W8A8 on ``weight`` here.
 
-    It does when AMX is usable, ``_config.INT8_USE_AMX`` is on, ``batch >= _config.AMX_MIN_BATCH``, and
-    the groups (when any) are of a multiple of 64 features and at most 131072.
+    That needs AMX usable, ``_config.INT8_USE_AMX`` on, and the groups (when any) of a multiple of 64
+    features and at most 131072.
     """
-    if not _config.INT8_USE_AMX or batch < _config.AMX_MIN_BATCH:
+    if not _config.INT8_USE_AMX:
         return False
     gs = weight.group_size
     if gs is not None and (gs % 64 or gs // 64 > _max_seg_steps()):
         return False
     return usable()
+
+
+def eligible(weight, batch: int) -> bool:
+    """Whether W8A8 ``linear`` on ``weight`` with ``batch`` activation rows runs on AMX here.
+
+    It does when :func:`possible` and ``batch >= _config.AMX_MIN_BATCH``, unless the wisdom (choice
+    ``int8-w8a8``, :mod:`numaccel.plan.wisdom`) measured the other variant faster for this shape and batch.
+    """
+    default = "amx" if batch >= _config.AMX_MIN_BATCH and possible(weight) else "vnni"
+    variant = wisdom.choose("int8-w8a8", lambda: wisdom.case_key("int8", weight.shape, batch), default,
+                            lambda v: v == "vnni" or possible(weight))
+    return variant == "amx"
 
 
 def _max_seg_steps() -> int:

@@ -18,6 +18,7 @@ with a lock. Packed activations of 256 KiB to 32 MiB reuse a buffer kept per Pyt
 
 from __future__ import annotations
 
+import functools
 import threading
 
 import numba
@@ -25,9 +26,10 @@ import numpy as np
 
 from .. import _config
 from .._kernels import csr_cpu
+from . import wisdom
 from ._cache import PerWeight
 
-__all__ = ["linear", "matmul", "matmul_arrays", "row_bounds", "chunk_bounds", "serial"]
+__all__ = ["linear", "matmul", "matmul_arrays", "row_bounds", "chunk_bounds", "serial", "gemv_variant"]
 
 _slab_store = threading.local()
 _HUGE_PAGE = 1 << 21
@@ -140,15 +142,51 @@ def _batched(indptr, kidx, data, shape, bounds, b, out, *, transposed: bool) -> 
         csr_cpu._spmm_csr_rows(indptr, kidx, data, bounds, b, scratch, transposed, out)
 
 
+_GEMV_KERNEL = {"lanes": csr_cpu.GEMV_LANES, "lanes-prefetch": csr_cpu.GEMV_LANES_PREFETCH,
+                "gather": csr_cpu.GEMV_GATHER}
+
+
+@functools.lru_cache(maxsize=1)
+def _gemv_default() -> str:
+    """Return the batch-1 variant chosen by host features.
+
+    AVX-512 gathers (with prefetch) on Intel, where they were faster; the lane-insert loop elsewhere
+    (measured fastest on AMD Zen 5). See docs/performance.md, "CSR at batch 1".
+    """
+    return "gather" if _config.cpu_vendor() == "GenuineIntel" else "lanes"
+
+
+def gemv_variant(shape, nnz: int, b_dtype, data_dtype) -> str:
+    """Return the batch-1 kernel of a CSR or pruned-int8 product.
+
+    One of ``"scalar"`` (portable), ``"lanes"``, ``"lanes-prefetch"`` or ``"gather"`` (AVX-512, float32
+    activations): choice ``csr-gemv`` of :mod:`numaccel.plan.wisdom`.
+    """
+    vec = b_dtype == np.float32 and data_dtype in (np.float32, np.int8) and _config.CSR_USE_TILES
+    if not vec:
+        return "scalar"
+    n, k = shape
+
+    def case():
+        fmt = "csr-int8" if data_dtype == np.int8 else "csr"
+        return wisdom.case_key(fmt, shape, 1, nnz / (n * k) if n * k else 0.0)
+
+    return wisdom.choose("csr-gemv", case, _gemv_default(), lambda v: v != "gather" or k < 2**31)
+
+
 def _vector(indptr, kidx, data, shape, bounds, b, out) -> None:
-    vec = b.dtype == np.float32 and data.dtype == np.float32 and _config.CSR_USE_TILES
+    name = gemv_variant(shape, data.size, b.dtype, data.dtype) if data.dtype == np.float32 else "scalar"
     if bounds is None:
-        rows = csr_cpu._spmv_vec_range if vec else csr_cpu._spmv_rows_range
-        rows(indptr, kidx, data, 0, shape[0], b, out)
+        if name == "scalar":
+            csr_cpu._spmv_rows_range(indptr, kidx, data, 0, shape[0], b, out)
+        else:
+            csr_cpu._spmv_vec_range(indptr, kidx, data, 0, shape[0], b, _GEMV_KERNEL[name], out)
         return
-    kernel = csr_cpu._spmv_csr_vec if vec else csr_cpu._spmv_csr_rows
     with _config.kernel_guard():
-        kernel(indptr, kidx, data, bounds, b, out)
+        if name == "scalar":
+            csr_cpu._spmv_csr_rows(indptr, kidx, data, bounds, b, out)
+        else:
+            csr_cpu._spmv_csr_vec(indptr, kidx, data, bounds, b, _GEMV_KERNEL[name], out)
 
 
 def matmul(w, b: np.ndarray, out: np.ndarray) -> None:

@@ -35,14 +35,20 @@ def _bounds(w, p: int):
 
 def _vector(w, b: np.ndarray, out: np.ndarray) -> None:
     gptr, gs = _groups_of(w)
-    vec = b.dtype == np.float32 and _config.CSR_USE_TILES
+    name = csr.gemv_variant(w.shape, w.nnz, b.dtype, w.qdata.dtype)
     bounds = _bounds(w, 1)
     args = (w.indptr, w.indices, w.qdata, w.scales, gptr, gs)
     if bounds is None:
-        (csr_int8_cpu._spmv_q_vec_range if vec else csr_int8_cpu._spmv_q_range)(*args, 0, w.shape[0], b, out)
+        if name == "scalar":
+            csr_int8_cpu._spmv_q_range(*args, 0, w.shape[0], b, out)
+        else:
+            csr_int8_cpu._spmv_q_vec_range(*args, 0, w.shape[0], b, csr._GEMV_KERNEL[name], out)
         return
     with _config.kernel_guard():
-        (csr_int8_cpu._spmv_q_vec if vec else csr_int8_cpu._spmv_q)(*args, bounds, b, out)
+        if name == "scalar":
+            csr_int8_cpu._spmv_q(*args, bounds, b, out)
+        else:
+            csr_int8_cpu._spmv_q_vec(*args, bounds, b, csr._GEMV_KERNEL[name], out)
 
 
 def _batched(w, b: np.ndarray, out: np.ndarray, *, transposed: bool) -> None:

@@ -13,16 +13,38 @@ import numba
 import numpy as np
 
 from .. import _config
+from . import wisdom
 
-__all__ = ["linear", "uses_gemv"]
+__all__ = ["linear", "uses_gemv", "gemv_possible"]
+
+
+def gemv_possible(w: np.ndarray, x: np.ndarray) -> bool:
+    """Return whether numaccel's GEMV kernel can run this product.
+
+    That needs float32, C-contiguous operands, AVX-512 and at most ``_config.DENSE_GEMV_TUNE_MAX_B`` rows.
+    """
+    b = x.shape[0] if x.ndim == 2 else 0
+    return (_config.DENSE_USE_GEMV and 0 < b <= _config.DENSE_GEMV_TUNE_MAX_B and w.dtype == _F32
+            and x.dtype == _F32 and w.ndim == 2 and w.shape[1] > 0 and w.flags.c_contiguous
+            and x.flags.c_contiguous)
 
 
 def uses_gemv(w: np.ndarray, x: np.ndarray) -> bool:
-    """Whether ``linear`` runs numaccel's GEMV kernel (not BLAS) for this weight and these rows."""
-    b = x.shape[0] if x.ndim == 2 else 0
-    return (_config.DENSE_USE_GEMV and 0 < b <= _config.DENSE_GEMV_MAX_B and w.dtype == _F32
-            and x.dtype == _F32 and w.shape[0] * w.shape[1] * b >= _config.DENSE_GEMV_MIN_WORK
-            and w.shape[1] > 0 and w.flags.c_contiguous and x.flags.c_contiguous)
+    """Whether ``linear`` runs numaccel's GEMV kernel (not BLAS) for this weight and these rows.
+
+    By default for at most ``_config.DENSE_GEMV_MAX_B`` rows and ``_config.DENSE_GEMV_MIN_WORK``
+    multiply-adds; the wisdom (choice ``dense-gemv``, :mod:`numaccel.plan.wisdom`) may say otherwise for a
+    shape and batch it measured.
+    """
+    if not gemv_possible(w, x):
+        return False
+    b = x.shape[0]
+    default = "gemv" if b <= _config.DENSE_GEMV_MAX_B and w.size * b >= _config.DENSE_GEMV_MIN_WORK else "blas"
+    return wisdom.choose("dense-gemv", lambda: wisdom.case_key("dense", w.shape, b), default, _any) == "gemv"
+
+
+def _any(variant: str) -> bool:
+    return True
 
 
 _F32 = np.dtype(np.float32)

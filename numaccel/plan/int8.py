@@ -27,7 +27,7 @@ import numpy as np
 from .. import _config
 from .._kernels import int8_cpu, int8_tiles_x86
 from ..formats.int8 import _ngroups, group_length
-from . import amx
+from . import amx, wisdom
 from ._cache import PerWeight
 
 __all__ = ["linear", "w8a8_groups", "w8a8_max_group"]
@@ -208,6 +208,21 @@ def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:
     return xp.reshape(B, g, gs).sum(axis=2)
 
 
+def _panels_variant(w, batch: int) -> str:
+    """Return the weight-only float32 panel variant.
+
+    ``"convert"`` (each block of codes converted once) from ``_config.INT8_CONVERT_MIN_B`` rows,
+    ``"tiles"`` below, unless the wisdom (choice ``int8-panels``) measured otherwise for this shape and
+    batch.
+    """
+    default = "convert" if batch >= _config.INT8_CONVERT_MIN_B else "tiles"
+    return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), default, _any)
+
+
+def _any(variant: str) -> bool:
+    return True
+
+
 def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
     """Compute ``out = x @ w.dequantize().T`` (``quant`` None) or its W8A8 form (``quant == "int8"``).
 
@@ -236,7 +251,7 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
             else:
                 xp = x.reshape(1, B, k)
             xsum = _group_sums(x, v.gs, g) if v.has_zp else np.zeros((B, g), dtype=np.float32)
-            convert = B >= _config.INT8_CONVERT_MIN_B
+            convert = _panels_variant(w, B) == "convert"
             kc = _config.INT8_KC_CONVERT if convert else _config.INT8_KC_F32
             int8_cpu._qmm_int8_panels(panels, sT, zT, v.gs, xp, xsum, kc, convert, out)
         elif quant is None:
