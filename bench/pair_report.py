@@ -17,7 +17,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-import host
+from numaccel.benchmarks import host
 
 
 def main(directory: str, a: str = "before", b: str = "after") -> None:

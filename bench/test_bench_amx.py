@@ -19,14 +19,14 @@ from __future__ import annotations
 import os
 import time
 
-import host
 import numba
 import numpy as np
 import pytest
-from rotation import Rotation
 
 import numaccel as na
 from numaccel import _config
+from numaccel.benchmarks import host
+from numaccel.benchmarks.rotation import Rotation
 from numaccel.plan import amx as _amx
 
 N = K = 4096
@@ -115,5 +115,8 @@ def test_w8a8(benchmark, monkeypatch, impl, batch):
         ops=2 * batch * N * K,
         amx=impl == "numaccel-w8a8-amx"
         or (impl == "numaccel-w8a8" and batch >= _config.AMX_MIN_BATCH and _amx.usable()),
+        nbytes=N * K + 4 * N,  # int8 codes and per-channel scales of one copy
     ))
+    if impl.startswith("numaccel"):
+        benchmark.extra_info["compute"] = "int8-amx" if benchmark.extra_info["amx"] else "int8-vnni"
     benchmark.pedantic(fn, rounds=rounds, iterations=1, warmup_rounds=1)

@@ -30,18 +30,17 @@ skipped (the size cap), and so is one whose package is not installed.
 
 from __future__ import annotations
 
-import glob
 import os
-import sys
 import time
 
-import host
 import numba
 import numpy as np
 import pytest
-from rotation import Rotation
 
 import numaccel as na
+from numaccel.benchmarks import host
+from numaccel.benchmarks.rotation import Rotation
+from numaccel.benchmarks.suite_headline import _mkl_dot, _torch
 
 QUICK = os.environ.get("NUMACCEL_BENCH_QUICK") == "1"
 SPARSITIES = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
@@ -57,39 +56,7 @@ try:
 except ImportError:  # optional anchor
     sp = None
 
-_OPTIONAL: dict = {}
-
-
-def _torch():
-    """torch, imported on first use (None when absent): its thread pool never starts in a process that
-    does not time it."""
-    if "torch" not in _OPTIONAL:
-        try:
-            import torch
-
-            torch.set_num_threads(numba.get_num_threads())
-        except ImportError:
-            torch = None
-        _OPTIONAL["torch"] = torch
-    return _OPTIONAL["torch"]
-
-
-def _mkl_dot():
-    """sparse_dot_mkl's ``dot_product_mkl``, imported on first use (None when absent). The ``mkl`` wheel
-    puts libmkl_rt in <prefix>/lib, where sparse_dot_mkl does not look: point MKL_RT at it."""
-    if "mkl" not in _OPTIONAL:
-        if "MKL_RT" not in os.environ:
-            found = sorted(glob.glob(os.path.join(sys.prefix, "lib", "libmkl_rt.so*")))
-            if found:
-                os.environ["MKL_RT"] = found[0]
-        try:
-            from sparse_dot_mkl import dot_product_mkl
-        except (ImportError, OSError):  # optional anchor: pip install sparse_dot_mkl mkl
-            dot_product_mkl = None
-        _OPTIONAL["mkl"] = dot_product_mkl
-    return _OPTIONAL["mkl"]
-
-
+# the optional anchors, imported on first use (their thread pools start only where they are timed)
 def _grid():
     """(N, K, sparsity, weights): the full sparsity sweep cold at 4096×4096, hot at 90 %, and the
     11008×4096 (LLaMA-7B MLP) shape at three sparsities."""
@@ -152,6 +119,21 @@ def _anchor_copies(ws, impl):
     return ws[impl]
 
 
+def _nbytes(ws, impl) -> int:
+    """Bytes of one copy of the weight ``impl`` reads (the memory-bound fraction of the roofline)."""
+    csr = ws["csr"]
+    if impl == "numaccel":
+        return csr.nbytes
+    if impl == "numaccel-int8":
+        return ws[impl][0].nbytes
+    if impl == "numpy":
+        return 4 * csr.shape[0] * csr.shape[1]
+    if impl == "torch":
+        return 8 * (csr.shape[0] + 1) + 12 * csr.nnz  # int64 row pointers and column ids, float32 values
+    m = ws[impl][0]
+    return m.data.nbytes + m.indices.nbytes + m.indptr.nbytes
+
+
 @pytest.mark.parametrize(("n", "k", "sparsity", "batch", "weights", "impl"), list(_cases()))
 def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
     if (impl == "scipy" and sp is None) or (impl == "torch" and _torch() is None) or (
@@ -202,6 +184,7 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
             with torch.no_grad():
                 return torch.matmul(pick(mats), tx).T
 
+    info.update(nbytes=_nbytes(ws, impl), ops=2 * ws["csr"].nnz * batch, compute="fp32")  # for the fraction
     t0 = time.perf_counter()
     y = fn()  # untimed warm-up (compile, thread start) and the size-cap estimate
     est = time.perf_counter() - t0

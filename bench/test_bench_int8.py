@@ -20,13 +20,15 @@ from __future__ import annotations
 import os
 import time
 
-import host
 import numba
 import numpy as np
 import pytest
-from rotation import Rotation
 
 import numaccel as na
+from numaccel import _config
+from numaccel.benchmarks import host
+from numaccel.benchmarks.rotation import Rotation
+from numaccel.plan import amx as _amx
 
 QUICK = os.environ.get("NUMACCEL_BENCH_QUICK") == "1"
 SHAPES = [(4096, 4096)] if QUICK else [(4096, 4096), (11008, 4096)]
@@ -130,6 +132,14 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
             with torch.no_grad():
                 return pick(models)(xt)
 
+    # what the fraction of the roofline needs: bytes of one copy of the weight read, operations, the unit
+    info["nbytes"] = ws["q"][0].nbytes if impl.startswith("numaccel") else (
+        4 * n * k if impl == "numpy" else n * k + 4 * n)
+    info["ops"] = 2 * n * k * batch
+    info["compute"] = "fp32" if impl in ("numaccel", "numpy", "numpy-dequant") else None
+    if impl == "numaccel-w8a8":
+        amx = _config.INT8_USE_AMX and batch >= _config.AMX_MIN_BATCH and _amx.usable()
+        info["compute"] = "int8-amx" if amx else "int8-vnni"
     for _ in range(len(ws["W"]) + 1):  # untimed warm-up: compiles, packs every copy, starts threads
         y = fn()
     if impl == "numaccel-w8a8" or impl.startswith("torch"):

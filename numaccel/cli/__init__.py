@@ -1,4 +1,4 @@
-"""The ``numaccel`` command (also ``python -m numaccel``): the compression demo, and ``optimize``.
+"""The ``numaccel`` command (also ``python -m numaccel``): the compression demo, ``optimize`` and ``bench``.
 
 ``numaccel demo`` (the default command) prints the demo's tables; ``--out DIR`` also writes them, and a
 plot, into ``DIR`` (and nowhere else). The demo itself is :func:`numaccel.cli.demo.run`.
@@ -6,6 +6,12 @@ plot, into ``DIR`` (and nowhere else). The demo itself is :func:`numaccel.cli.de
 ``numaccel optimize MODEL DATA --out OUT`` runs :func:`numaccel.optimize` on a saved model
 (:func:`numaccel.save`) with the validation data in ``DATA`` (an ``.npz`` file with arrays ``X`` and ``y``,
 read without pickle), prints the report and saves the optimized model to ``OUT``.
+
+``numaccel bench`` times the headline cases on this host (CSR 90 %, int8 weight-only and W8A8, batch 1 and
+64, 4096 x 4096, cold weights) against dense NumPy and the installed anchors, with the host's roofline, and
+prints one Markdown table; ``--out DIR`` also writes it, the raw JSON files and a plot. It runs the
+pytest-benchmark suite ``numaccel/benchmarks/suite_headline.py`` once per library and round, each in its
+own process (:func:`numaccel.benchmarks.command.run`), and needs ``pip install "numaccel[bench]"``.
 """
 
 from __future__ import annotations
@@ -14,6 +20,10 @@ import argparse
 import sys
 
 __all__ = ["main"]
+
+# the libraries ``numaccel bench --impls`` takes: numaccel.benchmarks.suite_headline.LIBRARIES, written out
+# here so that building the parser imports nothing
+_BENCH_LIBRARIES = ("numaccel", "numpy", "scipy", "mkl", "torch", "cuda")
 
 
 def main(argv=None) -> int:
@@ -40,12 +50,25 @@ def main(argv=None) -> int:
     o.add_argument("--seed", type=int, default=0)
     o.add_argument("--report", default=None, metavar="MD", help="also write the report (Markdown) here")
     o.add_argument("--plot", default=None, metavar="PNG", help="draw accuracy against latency here")
+    libraries = _BENCH_LIBRARIES
+    b = sub.add_parser("bench", help="time the headline cases here against NumPy and the installed anchors, "
+                                     "with this host's roofline")
+    b.add_argument("--out", default=None, metavar="DIR",
+                   help="write the table (bench.md), the plot (bench.png) and the raw JSON files (raw/) into DIR")
+    b.add_argument("--rounds", type=int, default=3, help="interleaved rounds, one process per library each (default 3)")
+    b.add_argument("--impls", default=None, metavar="LIST",
+                   help=f"comma-separated libraries to time, of {','.join(libraries)} (default: all installed)")
+    b.add_argument("--shape", default="4096", metavar="N[xK]", help="weight shape (default 4096: 4096 x 4096)")
+    b.add_argument("--weights", choices=("cold", "hot"), default="cold",
+                   help="cold: copies rotated through more than twice the last-level cache (default); hot: one copy")
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")):
         argv = ["demo", *argv]  # the demo is the default command: `numaccel --fast` is `numaccel demo --fast`
     args = parser.parse_args(argv)
     if args.command == "optimize":
         return _optimize(args)
+    if args.command == "bench":
+        return _bench(args, b, libraries)
     from . import demo  # imported only to run it: `numaccel --help` stays light
 
     demo.run(fast=args.fast, seeds=args.seeds, out=args.out, plot=not args.no_plot,
@@ -88,3 +111,27 @@ def _optimize(args) -> int:
             f.write(text)
     print(f"saved {args.out}")
     return 0
+
+
+def _bench(args, parser, libraries) -> int:
+    if args.rounds < 1:
+        parser.error(f"--rounds must be >= 1, got {args.rounds}")
+    impls = None
+    if args.impls is not None:
+        impls = [x.strip() for x in args.impls.split(",") if x.strip()]
+        unknown = [x for x in impls if x not in libraries]
+        if unknown or not impls:
+            parser.error(f"--impls must name some of {','.join(libraries)}, got {args.impls!r}")
+    from ..benchmarks.command import missing_requirements  # imported only to run it: `numaccel --help` stays light
+
+    missing = missing_requirements()
+    if missing:
+        print(f"numaccel bench needs {' and '.join(missing)}: pip install \"numaccel[bench]\"", file=sys.stderr)
+        return 2
+    from ..benchmarks.command import run
+
+    try:
+        return run(out=args.out, rounds=args.rounds, impls=impls, shape=args.shape, weights=args.weights)
+    except ValueError as exc:
+        print(f"numaccel bench: {exc}", file=sys.stderr)
+        return 2
