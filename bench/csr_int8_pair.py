@@ -1,0 +1,60 @@
+"""Pruned-int8 against fp32 CSR in one process, call by call: 4096 x 4096, 90 % unstructured, cold weights.
+
+Each format's copies together exceed twice the host's last-level cache (sysfs); a round times one call on
+every copy of fp32 CSR, then on every copy of pruned-int8, so a drift of the shared machine's speed hits
+both alike. Prints the host, and per batch the median over rounds of each round's median with its range,
+and the per-round ratios.
+
+    python bench/csr_int8_pair.py [BATCH ...]        (default: 1 64 256)
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+
+import numpy as np
+
+import numaccel as na
+from numaccel.benchmarks import host
+
+ROUNDS = 5
+
+
+def _copies(w) -> list:
+    n = host.cold_copies(w.nbytes)
+    return [w] + [w.row_block(0, w.shape[0]) for _ in range(n - 1)]
+
+
+def main(batches) -> None:
+    rng = np.random.default_rng(0)
+    n = k = 4096
+    c = na.prune(rng.standard_normal((n, k), dtype=np.float32), 0.9)
+    formats = {"fp32 CSR": _copies(c), "pruned-int8": _copies(na.quantize(c))}
+    print(host.line())
+    for b in batches:
+        x = rng.standard_normal((b, k), dtype=np.float32)
+        if b == 1:
+            x = x[0]
+        for ws in formats.values():
+            for w in ws:
+                na.linear(x, w)
+        res = {name: [] for name in formats}
+        for _ in range(ROUNDS):
+            for name, ws in formats.items():
+                ts = []
+                for w in ws:
+                    t0 = time.perf_counter()
+                    na.linear(x, w)
+                    ts.append(time.perf_counter() - t0)
+                res[name].append(statistics.median(ts))
+        (fa, a), (fq, q) = res.items()
+        ma, mq = statistics.median(a), statistics.median(q)
+        per = ", ".join(f"{ra / rq:.2f}" for ra, rq in zip(a, q, strict=True))
+        print(f"B={b}: {fa} {ma * 1e3:.3f} ms [{min(a) * 1e3:.3f}-{max(a) * 1e3:.3f}], {fq} {mq * 1e3:.3f} ms "
+              f"[{min(q) * 1e3:.3f}-{max(q) * 1e3:.3f}], speed-up {ma / mq:.2f}x (per round: {per})", flush=True)
+
+
+if __name__ == "__main__":
+    main([int(v) for v in sys.argv[1:]] or [1, 64, 256])
