@@ -8,7 +8,8 @@ weights and batch sizes on this host and stores the winners as wisdom, a small J
 processes read (FFTW's idea):
 
 * its path is the environment variable ``NUMACCEL_WISDOM`` when set (``NUMACCEL_WISDOM=off`` reads and
-  writes none), else ``$XDG_CACHE_HOME/numaccel/wisdom.json`` (``~/.cache/numaccel/wisdom.json``);
+  writes none), else ``$XDG_CACHE_HOME/numaccel/wisdom.json`` (``~/.cache/numaccel/wisdom.json``); it is read
+  once per process, at the first choice (:func:`load` with ``reload=True`` reads it again);
 * entries are keyed by the host (CPU model, logical CPUs, numaccel version: :func:`host_key`), the choice
   and the case (shape, batch rounded up to a power of two, density for sparse weights), so a file shared
   between hosts or kept across an upgrade is never applied where it was not measured;
@@ -55,8 +56,7 @@ VERSION = 1
 
 _lock = threading.Lock()
 _local = threading.local()
-_state: dict = {"path": None, "table": None, "env": None}  # the file read, its entries for this host, the
-# environment variables the path was derived from
+_state: dict = {"path": None, "table": None}  # the file read and its entries for this host
 
 
 def path() -> str | None:
@@ -144,16 +144,19 @@ def _read_file(p: str) -> dict | None:
 
 
 def load(reload: bool = False) -> dict:
-    """Return this host's wisdom ``{choice: {case: variant}}``, read once per process (or ``reload``)."""
-    p = path()
+    """Return this host's wisdom ``{choice: {case: variant}}``, read once per process (or ``reload``).
+
+    The file is found from the environment (:func:`path`) when it is first read; after changing
+    ``NUMACCEL_WISDOM`` in a running process, call ``load(reload=True)``.
+    """
     table = _state["table"]
-    if table is not None and _state["path"] == p and not reload:
+    if table is not None and not reload:
         return table
+    p = path()
     with _lock:
         hosts = None if p is None else _read_file(p)
         table = {} if hosts is None else _entries(hosts, p)
         _state["path"], _state["table"] = p, table
-        _state["env"] = (os.environ.get("NUMACCEL_WISDOM"), os.environ.get("XDG_CACHE_HOME"))
     return table
 
 
@@ -225,9 +228,8 @@ def choose(choice: str, case, default: str, available) -> str:
         v = f.get(choice)
         if v is not None and available(v):
             return v
-    env = (os.environ.get("NUMACCEL_WISDOM"), os.environ.get("XDG_CACHE_HOME"))
     table = _state["table"]
-    if table is None or _state["env"] != env:
+    if table is None:
         table = load()
     cases = table.get(choice)
     if not cases:
