@@ -20,7 +20,7 @@ from .formats import CSRInt8Weight, CSRWeight, Int8Weight
 from .nn import Sequential
 from .nn.containers import _as_model
 from .optimization import _fmt_time, _time_cold, _time_interleaved
-from .plan import amx, dense, wisdom
+from .plan import amx, csr, dense, wisdom
 from .plan import int8 as plan_int8
 from .training import _progress_bar
 
@@ -76,30 +76,23 @@ def _weights_of(target, activation_quant):
 
 def _choices(w, aq, b: int):
     """``[(choice, case, default, variants)]`` that apply to ``w`` at batch ``b`` on this host."""
-    n, k = w.shape
-    x = np.empty((b, k), dtype=np.float32)
+    x = np.empty((b, w.shape[1]), dtype=np.float32)
     out = []
     if isinstance(w, np.ndarray):
-        if w.dtype == np.float32 and dense.gemv_possible(w, x):
-            case = wisdom.case_key("dense", w.shape, b)
-            default = "gemv" if b <= _config.DENSE_GEMV_MAX_B and w.size * b >= _config.DENSE_GEMV_MIN_WORK else "blas"
-            out.append(("dense-gemv", case, default, ("blas", "gemv")))
+        if dense.gemv_possible(w, x):
+            out.append(("dense-gemv", wisdom.case_key("dense", w.shape, b), dense.gemv_default(w, b),
+                        ("blas", "gemv")))
     elif isinstance(w, (CSRWeight, CSRInt8Weight)) and b == 1:
         data = w.data if isinstance(w, CSRWeight) else w.qdata
-        if data.dtype in (np.float32, np.int8) and _config.CSR_USE_TILES:
-            from .plan import csr
-
-            fmt = "csr-int8" if data.dtype == np.int8 else "csr"
-            case = wisdom.case_key(fmt, w.shape, 1, w.nnz / (n * k) if n * k else 0.0)
-            out.append(("csr-gemv", case, csr._gemv_default(), ("lanes", "lanes-prefetch", "gather")))
+        if csr.gemv_variant(w.shape, w.nnz, x.dtype, data.dtype) != "scalar":
+            out.append(("csr-gemv", csr.gemv_case(w.shape, w.nnz, data.dtype), csr.gemv_default(),
+                        ("lanes", "lanes-prefetch", "gather")))
     elif isinstance(w, Int8Weight):
         case = wisdom.case_key("int8", w.shape, b)
         if aq is None and plan_int8._USE_PANELS and b > 1:
-            default = "convert" if b >= _config.INT8_CONVERT_MIN_B else "tiles"
-            out.append(("int8-panels", case, default, ("tiles", "convert")))
+            out.append(("int8-panels", case, plan_int8.panels_default(b), ("tiles", "convert")))
         if aq == "int8" and amx.possible(w):
-            default = "amx" if b >= _config.AMX_MIN_BATCH else "vnni"
-            out.append(("int8-w8a8", case, default, ("vnni", "amx")))
+            out.append(("int8-w8a8", case, amx.default_variant(b), ("vnni", "amx")))
     return out
 
 

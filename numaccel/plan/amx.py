@@ -99,10 +99,18 @@ def eligible(weight, batch: int) -> bool:
     It does when :func:`possible` and ``batch >= _config.AMX_MIN_BATCH``, unless the wisdom (choice
     ``int8-w8a8``, :mod:`numaccel.plan.wisdom`) measured the other variant faster for this shape and batch.
     """
-    default = "amx" if batch >= _config.AMX_MIN_BATCH and possible(weight) else "vnni"
+    default = default_variant(batch) if possible(weight) else "vnni"
     variant = wisdom.choose("int8-w8a8", lambda: wisdom.case_key("int8", weight.shape, batch), default,
                             lambda v: v == "vnni" or possible(weight))
     return variant == "amx"
+
+
+def default_variant(batch: int) -> str:
+    """Return the host default of choice ``int8-w8a8`` where AMX is possible.
+
+    ``"amx"`` from ``_config.AMX_MIN_BATCH`` rows, ``"vnni"`` below.
+    """
+    return "amx" if batch >= _config.AMX_MIN_BATCH else "vnni"
 
 
 def _max_seg_steps() -> int:

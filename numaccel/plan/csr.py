@@ -29,7 +29,8 @@ from .._kernels import csr_cpu
 from . import wisdom
 from ._cache import PerWeight
 
-__all__ = ["linear", "matmul", "matmul_arrays", "row_bounds", "chunk_bounds", "serial", "gemv_variant"]
+__all__ = ["linear", "matmul", "matmul_arrays", "row_bounds", "chunk_bounds", "serial", "gemv_variant", "gemv_default",
+           "gemv_case"]
 
 _slab_store = threading.local()
 _HUGE_PAGE = 1 << 21
@@ -147,8 +148,8 @@ _GEMV_KERNEL = {"lanes": csr_cpu.GEMV_LANES, "lanes-prefetch": csr_cpu.GEMV_LANE
 
 
 @functools.lru_cache(maxsize=1)
-def _gemv_default() -> str:
-    """Return the batch-1 variant chosen by host features.
+def gemv_default() -> str:
+    """Return the batch-1 variant chosen by host features (choice ``csr-gemv``).
 
     AVX-512 gathers (with prefetch) on Intel, where they were faster; the lane-insert loop elsewhere
     (measured fastest on AMD Zen 5). See docs/performance.md, "CSR at batch 1".
@@ -165,13 +166,15 @@ def gemv_variant(shape, nnz: int, b_dtype, data_dtype) -> str:
     vec = b_dtype == np.float32 and data_dtype in (np.float32, np.int8) and _config.CSR_USE_TILES
     if not vec:
         return "scalar"
+    return wisdom.choose("csr-gemv", lambda: gemv_case(shape, nnz, data_dtype), gemv_default(),
+                         lambda v: v != "gather" or shape[1] < 2**31)
+
+
+def gemv_case(shape, nnz: int, data_dtype) -> str:
+    """Return the wisdom case of a batch-1 CSR (float32 values) or pruned-int8 (int8 codes) product."""
     n, k = shape
-
-    def case():
-        fmt = "csr-int8" if data_dtype == np.int8 else "csr"
-        return wisdom.case_key(fmt, shape, 1, nnz / (n * k) if n * k else 0.0)
-
-    return wisdom.choose("csr-gemv", case, _gemv_default(), lambda v: v != "gather" or k < 2**31)
+    fmt = "csr-int8" if data_dtype == np.int8 else "csr"
+    return wisdom.case_key(fmt, shape, 1, nnz / (n * k) if n * k else 0.0)
 
 
 def _vector(indptr, kidx, data, shape, bounds, b, out) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from .. import _config
 from . import wisdom
 
-__all__ = ["linear", "uses_gemv", "gemv_possible"]
+__all__ = ["linear", "uses_gemv", "gemv_possible", "gemv_default"]
 
 
 def gemv_possible(w: np.ndarray, x: np.ndarray) -> bool:
@@ -39,12 +39,17 @@ def uses_gemv(w: np.ndarray, x: np.ndarray) -> bool:
     if not gemv_possible(w, x):
         return False
     b = x.shape[0]
-    default = "gemv" if b <= _config.DENSE_GEMV_MAX_B and w.size * b >= _config.DENSE_GEMV_MIN_WORK else "blas"
-    return wisdom.choose("dense-gemv", lambda: wisdom.case_key("dense", w.shape, b), default, _any) == "gemv"
+    return wisdom.choose("dense-gemv", lambda: wisdom.case_key("dense", w.shape, b), gemv_default(w, b)) == "gemv"
 
 
-def _any(variant: str) -> bool:
-    return True
+def gemv_default(w: np.ndarray, batch: int) -> str:
+    """Return the host default of choice ``dense-gemv``.
+
+    ``"gemv"`` for at most ``_config.DENSE_GEMV_MAX_B`` rows and ``_config.DENSE_GEMV_MIN_WORK``
+    multiply-adds, else ``"blas"``.
+    """
+    small = batch <= _config.DENSE_GEMV_MAX_B and w.size * batch >= _config.DENSE_GEMV_MIN_WORK
+    return "gemv" if small else "blas"
 
 
 _F32 = np.dtype(np.float32)

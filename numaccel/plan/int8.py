@@ -30,7 +30,7 @@ from ..formats.int8 import _ngroups, group_length
 from . import amx, wisdom
 from ._cache import PerWeight
 
-__all__ = ["linear", "w8a8_groups", "w8a8_max_group"]
+__all__ = ["linear", "w8a8_groups", "w8a8_max_group", "panels_default"]
 
 # W8A8 runs on AVX-512 VNNI (``vpdpbusd``) when Numba compiles for a CPU that has it, decided once at
 # import. Setting the environment variable NUMACCEL_NO_VNNI=1 before import (or this flag to False) forces
@@ -208,19 +208,18 @@ def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:
     return xp.reshape(B, g, gs).sum(axis=2)
 
 
-def _panels_variant(w, batch: int) -> str:
-    """Return the weight-only float32 panel variant.
+def panels_default(batch: int) -> str:
+    """Return the host default of choice ``int8-panels``.
 
-    ``"convert"`` (each block of codes converted once) from ``_config.INT8_CONVERT_MIN_B`` rows,
-    ``"tiles"`` below, unless the wisdom (choice ``int8-panels``) measured otherwise for this shape and
-    batch.
+    ``"convert"`` (each block of codes converted once) from ``_config.INT8_CONVERT_MIN_B`` rows, ``"tiles"``
+    below.
     """
-    default = "convert" if batch >= _config.INT8_CONVERT_MIN_B else "tiles"
-    return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), default, _any)
+    return "convert" if batch >= _config.INT8_CONVERT_MIN_B else "tiles"
 
 
-def _any(variant: str) -> bool:
-    return True
+def _panels_variant(w, batch: int) -> str:
+    """Return the weight-only float32 panel variant: the default unless the wisdom measured otherwise."""
+    return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), panels_default(batch))
 
 
 def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:

@@ -216,17 +216,17 @@ def forced(variants: dict | None):
         _local.forced = old
 
 
-def choose(choice: str, case, default: str, available) -> str:
+def choose(choice: str, case, default: str, available=None) -> str:
     """Return the variant of ``choice`` to run for ``case``: forced, else the wisdom's, else ``default``.
 
     ``case`` is the case key or a function returning it (called only when some wisdom or a forced
     variant exists for ``choice``: the common path costs two dictionary lookups). ``available(variant)``
-    says whether this host can run a variant; one it cannot is skipped.
+    (default: every variant) says whether this host can run a variant; one it cannot is skipped.
     """
     f = getattr(_local, "forced", None)
     if f:
         v = f.get(choice)
-        if v is not None and available(v):
+        if v is not None and (available is None or available(v)):
             return v
     table = _state["table"]
     if table is None:
@@ -235,6 +235,6 @@ def choose(choice: str, case, default: str, available) -> str:
     if not cases:
         return default
     v = cases.get(case() if callable(case) else case)
-    if v is not None and available(v):
+    if v is not None and (available is None or available(v)):
         return v
     return default
