@@ -417,17 +417,11 @@ def _row_dot16_typer(gather, prefetch, indices, data, start, end, x):
             return builder.call(fn, [ir.Constant(vty, None), base, iv, ir.Constant(mty, [1] * lanes),
                                      ir.Constant(i32, 4)])
 
-        def ask(ptr, p, itemsize):
-            fn = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [_PTR8, i32, i32, i32]), "llvm.prefetch.p0")
-            ahead = builder.add(p, ir.Constant(i64, _PREFETCH_BYTES // itemsize))
-            q = builder.bitcast(builder.gep(ptr, [ahead]), _PTR8)  # a prefetch past the end is harmless
-            builder.call(fn, [q, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-
         def group(p, slot):
             if prefetch:
-                ask(da.data, p, data_t.dtype.bitwidth // 8)
-                ask(ia.data, p, idx_t.dtype.bitwidth // 8)
+                for arr, t in ((da, data_t), (ia, idx_t)):
+                    ahead = builder.add(p, ir.Constant(i64, _PREFETCH_BYTES // (t.dtype.bitwidth // 8)))
+                    _emit_prefetch(builder, builder.gep(arr.data, [ahead]))
             if gather:
                 xv = gathered(p)
             else:
