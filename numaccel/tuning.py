@@ -66,7 +66,7 @@ def _weights_of(target, activation_quant):
         for t in target:
             out.extend(_weights_of(t, activation_quant))
         return out
-    if isinstance(target, Sequential) or hasattr(target, "linears"):
+    if isinstance(target, Sequential):
         model = _as_model(target)
         return [(layer.weight, layer.activation_quant) for layer in model.linears]
     if formats.spec_of(target) is None:
