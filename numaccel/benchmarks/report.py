@@ -298,6 +298,14 @@ def _sort_key(key):
     )
 
 
+def _heading(title: str, note: str, machine: dict | None) -> list:
+    """Return a table's first lines: the heading, the host and roofline lines, and the note."""
+    lines = [f"# {title}", ""] + _preamble(machine)
+    if note:
+        lines += [note, ""]
+    return lines
+
+
 def _preamble(machine: dict | None) -> list:
     """Return the host line and the roofline, as the first lines under a table's title."""
     machine = machine or {}
@@ -340,9 +348,7 @@ def markdown(table: dict, title: str, note: str = "", *, stat: str = "median", m
         The Markdown text.
     """
     roof = (machine or {}).get("roofline")
-    lines = [f"# {title}", ""] + _preamble(machine)
-    if note:
-        lines += [note, ""]
+    lines = _heading(title, note, machine)
     by_family = defaultdict(list)
     for key in table:
         by_family[key[0]].append(key)
@@ -452,9 +458,7 @@ def headline(table: dict, title: str, note: str = "", *, machine: dict | None = 
         The Markdown text.
     """
     roof = (machine or {}).get("roofline")
-    lines = [f"# {title}", ""] + _preamble(machine)
-    if note:
-        lines += [note, ""]
+    lines = _heading(title, note, machine)
     lines.append("Time per call: the median over the rounds of each round's median, [fastest–slowest round]. "
                  "Speed-ups are ratios of those medians: over dense NumPy (float32 BLAS, sgemv at batch 1) in "
                  "the same case, and over the fastest other library.")
