@@ -194,6 +194,36 @@ def ref_linear_w8a8(x, weight, bias=None) -> np.ndarray:
     return y.reshape(x.shape[:-1] + y.shape[-1:])
 
 
+def ref_linear_w8a8_csr_int8(x, indptr, indices, qdata, scales, group_size, chunk=None) -> np.ndarray:
+    """W8A8 ``linear`` of a pruned-int8 weight's raw arrays, as the kernels define it, in float64.
+
+    Rows of ``x`` quantized by ``ref_quantize_rows_uint8``; each group's (or, ``group_size=None``, each
+    row's, or each ``chunk`` of a row's) sum ``sum_p qdata[p] * qx[b, indices[p]]`` exact in int64; then
+    ``y[b, i] = sx[b] * sum_g scales[g] * sum_g`` in float64, groups in order (the kernels' rounding).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    qx, sx = ref_quantize_rows_uint8(x)
+    indptr = [int(v) for v in np.asarray(indptr)]
+    idx = np.asarray(indices, dtype=np.int64)
+    q = np.asarray(qdata, dtype=np.int64)
+    s = np.asarray(scales, dtype=np.float32)
+    n = len(indptr) - 1
+    y = np.empty((x.shape[0], n), dtype=np.float64)
+    g = 0
+    for i in range(n):
+        lo, hi = indptr[i], indptr[i + 1]
+        step = group_size if group_size is not None else (chunk or max(hi - lo, 1))
+        tot = np.zeros(x.shape[0], dtype=np.float64)
+        for a in range(lo, hi, step):
+            b = min(a + step, hi)
+            isum = qx[:, idx[a:b]] @ q[a:b]  # exact: int64
+            scale = s[g] if group_size is not None else s[i]
+            tot = tot + np.float64(scale) * isum.astype(np.float64)
+            g += 1
+        y[:, i] = sx * tot
+    return y
+
+
 def ref_log_softmax(z) -> np.ndarray:
     """``log(softmax(z))`` over the last axis, in float64 (row maximum subtracted)."""
     z = np.asarray(z, dtype=np.float64)

@@ -486,13 +486,6 @@ def test_kernels_never_read_past_the_last_scale(rng, parity, path, dispatch, gs)
     parity(na.linear(x[0], w), ref_linear(x[0], w))
 
 
-def test_activation_quant_int8_is_refused(rng):
-    w = na.quantize(pruned(rng, 4, 6, 0.5))
-    with pytest.raises(ValueError, match=re.escape("activation_quant='int8' is not supported for a csr-int8 "
-                                                   "weight; use None")):
-        na.linear(np.ones((3, 6), np.float32), w, activation_quant="int8")
-
-
 # --------------------------------------------------------------------------------------------------
 # layers, save/load, shard, device, training
 

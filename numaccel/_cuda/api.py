@@ -214,7 +214,7 @@ def _check_quant(w, quant) -> None:
         if quant is not None:
             raise ValueError(
                 f"activation_quant must be None for a CSRInt8Weight on device='cuda' (weight-only int8: the "
-                f"codes are scaled in float32), got {quant!r}"
+                f"codes are scaled in float32; W8A8 runs on the CPU), got {quant!r}"
             )
         return
     if quant not in (None, "int8"):

@@ -19,6 +19,7 @@ from numba import njit, prange
 
 from .._config import FASTMATH
 from .csr_cpu import _row_dot16_variant, _store_row, _tile_row
+from .int8_cpu import _abs_max
 
 
 # --------------------------------------------------------------------------------------------------
@@ -200,3 +201,105 @@ def _spmm_q_rows(indptr, indices, q, scales, gptr, gs, bounds, b, scratch, trans
     for c in prange(bounds.size - 1):
         _spmm_q_rows_range(indptr, indices, q, scales, gptr, gs, bounds[c], bounds[c + 1], b, scratch[c],
                            transposed, out)
+
+
+# --------------------------------------------------------------------------------------------------
+# W8A8: int8 activations, quantized per row and transposed
+@njit(inline="always")
+def _quantize_t_body(x, pos, xt, sx, kb):
+    """Features ``64 kb : 64 kb + 64`` of every row ``b`` into column ``pos[b]`` of the slabs ``xt`` (T, K, W)
+    (slab ``pos[b] // W``, column ``pos[b] % W``: 64 rows of each slab, which stay in L1 while each
+    activation row passes); the columns ``pos[B:]`` get 128 (code 0)."""
+    B, K = x.shape
+    W = xt.shape[2]
+    k0 = kb * 64
+    k1 = min(K, k0 + 64)
+    for b in range(B):
+        s = sx[b]
+        xb = x[b]
+        xs = xt[pos[b] // W]
+        c = pos[b] % W
+        if s > 0:  # False for NaN: a row holding NaN or inf gets code 0 and sx NaN, so NaN outputs
+            inv = 1.0 / s
+            if inv < np.inf:
+                for k in range(k0, k1):
+                    # |x| <= max|x|, so |x * inv| <= 127 (1 + 3 eps) rounds into [-127, 127]
+                    xs[k, c] = np.uint8(np.int32(np.rint(np.float64(xb[k]) * inv)) + 128)
+            else:  # float64 rows with max|x| < 7.1e-307: 1 / s overflows, so divide and clip
+                for k in range(k0, k1):
+                    v = min(max(np.rint(np.float64(xb[k]) / s), -127.0), 127.0)
+                    xs[k, c] = np.uint8(np.int32(v) + 128)
+        else:
+            for k in range(k0, k1):
+                xs[k, c] = 128
+    for b in range(B, pos.size):
+        xs = xt[pos[b] // W]
+        c = pos[b] % W
+        for k in range(k0, k1):
+            xs[k, c] = 128
+
+
+@njit(inline="always")
+def _row_scale(xb):
+    amax = _abs_max(xb)
+    return amax / 127.0 if amax < np.inf else np.nan
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _quantize_t_u8(x, pos, xt, sx):
+    """W8A8 activation codes: ``sx[b] = max|x[b]| / 127`` (float64; NaN for a row holding NaN or inf) and
+    ``xt[k, pos[b]] = rint(x[b, k] / sx[b]) + 128`` (uint8; the rounding of ``int8_cpu._quantize_rows_u8``),
+    transposed into slabs: x (B, K) float32/float64, ``pos`` (Bp,) int64 a permutation of ``range(Bp)``,
+    Bp >= B, xt (T, K, W) with T * W == Bp, sx (B,)."""
+    B, K = x.shape
+    for b in prange(B):
+        sx[b] = _row_scale(x[b])
+    for kb in prange((K + 63) // 64):
+        _quantize_t_body(x, pos, xt, sx, kb)
+
+
+@njit(cache=True, nogil=True)
+def _quantize_t_u8_serial(x, pos, xt, sx):
+    """``_quantize_t_u8`` on the calling thread (small inputs)."""
+    B, K = x.shape
+    for b in range(B):
+        sx[b] = _row_scale(x[b])
+    for kb in range((K + 63) // 64):
+        _quantize_t_body(x, pos, xt, sx, kb)
+
+
+@njit(cache=True, nogil=True)
+def _w8a8_rows_range(indptr, indices, q, scales, gptr, gs, r0, r1, xt, sx, acc, tot, out):
+    """Rows ``r0:r1`` of the portable W8A8 product, bitwise the result of the VNNI kernel
+    (:mod:`.csr_int8_vnni_x86`): each group's sum exact in int64, scaled in float64 in the same order.
+    ``xt`` (K, B) the codes + 128 (one slab of ``_quantize_t_u8``), ``acc`` (B,) int64, ``tot`` (B,)
+    float64 scratch; ``out`` (B, N)."""
+    B = out.shape[0]
+    for i in range(r0, r1):
+        for j in range(B):
+            tot[j] = 0.0
+        start = np.int64(indptr[i])
+        end = np.int64(indptr[i + 1])
+        g = gptr[i]
+        for s0 in range(start, end, gs):
+            for j in range(B):
+                acc[j] = 0
+            for p in range(s0, min(s0 + gs, end)):
+                v = np.int64(q[p])
+                xr = xt[indices[p]]
+                for j in range(B):
+                    acc[j] += v * (np.int64(xr[j]) - 128)
+            sc = np.float64(scales[g])
+            for j in range(B):
+                tot[j] += sc * np.float64(acc[j])
+            g += 1
+        for j in range(B):
+            out[j, i] = sx[j] * tot[j]
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def _w8a8_rows(indptr, indices, q, scales, gptr, gs, bounds, xt, sx, acc, tot, out):
+    """``_w8a8_rows_range`` over the chunks ``bounds``; acc, tot (chunks, B)."""
+    for c in prange(bounds.size - 1):
+        _w8a8_rows_range(indptr, indices, q, scales, gptr, gs, bounds[c], bounds[c + 1], xt, sx, acc[c], tot[c],
+                         out)

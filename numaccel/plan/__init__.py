@@ -25,6 +25,7 @@ def _to_device(weight):
 register(np.ndarray, name="dense", linear=dense.linear)
 register(CSRWeight, name="csr", linear=csr.linear, spmm=csr.matmul, to_device=_to_device)
 register(Int8Weight, name="int8", linear=int8.linear, to_device=_to_device, quant=("int8",))
-register(CSRInt8Weight, name="csr-int8", linear=csr_int8.linear, spmm=csr_int8.matmul, to_device=_to_device)
+register(CSRInt8Weight, name="csr-int8", linear=csr_int8.linear, spmm=csr_int8.matmul, to_device=_to_device,
+         quant=("int8",))
 
 __all__ = ["csr", "csr_int8", "dense", "int8"]

@@ -6,17 +6,27 @@ loops) applied to int8 codes with per-row or per-group scales (:mod:`numaccel._k
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .. import _config
-from .._kernels import csr_cpu, csr_int8_cpu
+from .._kernels import csr_cpu, csr_int8_cpu, int8_tiles_x86
 from ..formats.csr_int8 import group_pointer
 from . import csr
 from ._cache import PerWeight
 
-__all__ = ["linear", "matmul"]
+__all__ = ["W8A8_MAX_GROUP", "linear", "matmul", "w8a8_groups"]
 
 _NO_GROUPS = np.int64(2**62)
+
+#: Longest group (stored values under one scale) whose W8A8 sum is exact in int32: activation codes in
+#: [-127, 127] times weight codes in [-128, 127], so ``127 * 128 * L < 2**31``.
+W8A8_MAX_GROUP = (2**31 - 1) // (127 * 128)
+_W8A8_CHUNK = 131072  # rows with one scale and more stored values are summed in chunks this long
+
+# AVX-512 VNNI for W8A8 where the host has it (set False to force the portable kernel)
+_USE_VNNI = int8_tiles_x86.HAVE_VNNI and _config.jit_enabled()
 
 
 def _groups(w):
@@ -27,6 +37,99 @@ def _groups(w):
 
 
 _groups_of = PerWeight(_groups)
+
+
+def _w8a8(w):
+    """Return ``(gptr, gs, scales, corr)`` for W8A8, or None when a group of the format is too long.
+
+    Groups of at most ``W8A8_MAX_GROUP`` stored values, their scales (float32) and ``128 * sum q`` over
+    each group (int32, modulo 2**32 as the VNNI kernel computes).
+    """
+    counts = np.diff(w.indptr.astype(np.int64))
+    longest = int(counts.max()) if counts.size else 0
+    if w.group_size is None:
+        if longest <= W8A8_MAX_GROUP:
+            gptr, gs, scales = np.arange(w.shape[0] + 1, dtype=np.int64), _NO_GROUPS, w.scales
+        else:  # one scale per row, the long rows cut into chunks that share it
+            gptr = group_pointer(w.indptr, _W8A8_CHUNK)
+            gs, scales = np.int64(_W8A8_CHUNK), np.repeat(w.scales, np.diff(gptr))
+    elif min(w.group_size, longest) <= W8A8_MAX_GROUP:
+        gptr, gs, scales = group_pointer(w.indptr, w.group_size), np.int64(w.group_size), w.scales
+    else:
+        return None
+    row_of = np.repeat(np.arange(counts.size), counts)
+    offset = np.arange(w.nnz, dtype=np.int64) - w.indptr.astype(np.int64)[row_of]
+    gid = gptr[row_of] + offset // gs
+    sums = np.bincount(gid, weights=w.qdata.astype(np.float64), minlength=int(gptr[-1]))
+    corr = (128 * sums.astype(np.int64)).astype(np.int32)  # wraps modulo 2**32
+    return gptr, gs, scales, corr
+
+
+_w8a8_of = PerWeight(_w8a8)
+
+
+def w8a8_groups(w):
+    """Return the W8A8 grouping of the CSRInt8Weight ``w``: ``(gptr, gs, scales, corr)``.
+
+    ``ValueError`` when a group of the format is too long for an exact int32 sum.
+    """
+    g = _w8a8_of(w)
+    if g is None:
+        raise ValueError(
+            f"activation_quant='int8' sums each group in int32, exact for groups of up to {W8A8_MAX_GROUP} "
+            f"stored values; this weight has group_size={w.group_size} and rows of up to "
+            f"{int(np.diff(w.indptr.astype(np.int64)).max())} stored values; use group_size <= "
+            f"{W8A8_MAX_GROUP}, one scale per row (group_size=None: long rows are split automatically) or "
+            f"activation_quant=None"
+        )
+    return g
+
+
+def _w8a8_linear(w, x: np.ndarray, out: np.ndarray) -> None:
+    """W8A8 ``out = x @ w.T``: rows of ``x`` quantized to int8 (per row), int32 sums over each group."""
+    B = x.shape[0]
+    n, k = w.shape
+    gptr, gs, scales, corr = w8a8_groups(w)
+    bounds = _bounds(w, B)
+    nchunks = 1 if bounds is None else bounds.size - 1
+    vnni = _USE_VNNI
+    if vnni:
+        from .._kernels import csr_int8_vnni_x86 as kv
+
+        width = next((t for t in kv.WIDTHS if t >= B), kv.WIDTHS[-1])
+        bp = -(-B // width) * width
+        pos = (np.arange(0, bp, width)[:, None] + _slab_positions(width)[None, :]).ravel()
+    else:
+        bp = width = B
+        pos = np.arange(B, dtype=np.int64)
+    xt = np.empty((bp // width, k, width), dtype=np.uint8)
+    sx = np.empty(B, dtype=np.float64)
+    q = (w.indptr, w.indices, w.qdata, scales, gptr, gs)
+    with _config.kernel_guard():
+        (csr_int8_cpu._quantize_t_u8 if B * k > 65536 else csr_int8_cpu._quantize_t_u8_serial)(x, pos, xt, sx)
+        if vnni:
+            buf = np.empty((nchunks, _config.CSR_STORE_ROWS, width), dtype=np.float64)
+            iacc = np.empty((nchunks, width), dtype=np.int32)
+            if bounds is None:
+                kv._w8a8_vnni_chunk(*q, corr, 0, n, xt, sx, buf[0], iacc[0], out)
+            else:
+                kv._w8a8_vnni(*q, corr, bounds, xt, sx, buf, iacc, out)
+        else:
+            acc = np.empty((nchunks, B), dtype=np.int64)
+            tot = np.empty((nchunks, B), dtype=np.float64)
+            if bounds is None:
+                csr_int8_cpu._w8a8_rows_range(*q, 0, n, xt[0], sx, acc[0], tot[0], out)
+            else:
+                csr_int8_cpu._w8a8_rows(*q, bounds, xt[0], sx, acc, tot, out)
+
+
+@functools.cache
+def _slab_positions(width: int) -> np.ndarray:
+    from .._kernels import csr_int8_vnni_x86
+
+    pos = csr_int8_vnni_x86.slab_positions(width)
+    pos.setflags(write=False)
+    return pos
 
 
 def _bounds(w, p: int):
@@ -93,9 +196,11 @@ def matmul(w, b: np.ndarray, out: np.ndarray) -> None:
 
 def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
     """Compute ``out = x @ w.T`` for a CSRInt8Weight, validated C-contiguous ``x`` (B, K), ``out`` (B, N)."""
+    if quant not in (None, "int8"):
+        raise ValueError(f"activation_quant must be None or 'int8' for a CSRInt8Weight, got {quant!r}")
     if quant is not None:
-        raise ValueError(f"activation_quant={quant!r} is not supported for a CSRInt8Weight; use None")
-    if x.shape[0] == 1:
+        _w8a8_linear(w, x, out)
+    elif x.shape[0] == 1:
         _vector(w, x[0], out[0])
     else:
         _batched(w, x, out, transposed=True)
