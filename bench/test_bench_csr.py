@@ -49,7 +49,7 @@ L3_BYTES = host.llc_bytes()  # the host's last-level cache, from sysfs
 TARGET_SECONDS = 0.25 if QUICK else 0.6  # measuring time per benchmark
 CAP_SECONDS = 1.0
 BLAS = "openblas-env-unset" if "OPENBLAS_CORETYPE" not in os.environ else "openblas-env-set"
-IMPLS = ["numaccel", "numaccel-int8", "numpy", "scipy", "torch", "mkl"]
+IMPLS = ["numaccel", "numaccel-int8", "numaccel-int8-w8a8", "numpy", "scipy", "torch", "mkl"]
 
 try:
     import scipy.sparse as sp
@@ -103,7 +103,9 @@ def _anchor_copies(ws, impl):
     if impl not in ws:
         csr = ws["csr"]
         ncopy = len(ws["numaccel"])
-        if impl == "numaccel-int8":  # pruned-int8: its own (smaller) copies fill the same rotation
+        if impl == "numaccel-int8-w8a8":  # the same copies, run with activation_quant="int8"
+            ws[impl] = _anchor_copies(ws, "numaccel-int8")
+        elif impl == "numaccel-int8":  # pruned-int8: its own (smaller) copies fill the same rotation
             q = na.quantize(csr)
             ws[impl] = [q] + [q.row_block(0, q.shape[0]) for _ in range(ws["copies"](q.nbytes) - 1)]
         elif impl in ("scipy", "mkl"):
@@ -124,7 +126,7 @@ def _nbytes(ws, impl) -> int:
     csr = ws["csr"]
     if impl == "numaccel":
         return csr.nbytes
-    if impl == "numaccel-int8":
+    if impl.startswith("numaccel-int8"):
         return ws[impl][0].nbytes
     if impl == "numpy":
         return 4 * csr.shape[0] * csr.shape[1]
@@ -140,6 +142,8 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
         impl == "mkl" and _mkl_dot() is None
     ):
         pytest.skip(f"{impl} is not installed")
+    if impl == "numaccel-int8-w8a8" and batch == 1:
+        pytest.skip("W8A8 (activation_quant='int8') serves batched calls")
     ws = _weights(n, k, sparsity, weights)
     rng = np.random.default_rng(1)
     x = rng.standard_normal((batch, k), dtype=np.float32)
@@ -161,6 +165,11 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
 
         def fn():
             return na.linear(x, pick(mats))
+    elif impl == "numaccel-int8-w8a8":
+        mats = _anchor_copies(ws, impl)
+
+        def fn():
+            return na.linear(x, pick(mats), activation_quant="int8")
     elif impl == "numpy":
         def fn():
             return x @ pick(ws["dense"]).T
@@ -184,19 +193,28 @@ def test_csr_linear(benchmark, n, k, sparsity, batch, weights, impl):
             with torch.no_grad():
                 return torch.matmul(pick(mats), tx).T
 
-    info.update(nbytes=_nbytes(ws, impl), ops=2 * ws["csr"].nnz * batch, compute="fp32")  # for the fraction
+    info.update(nbytes=_nbytes(ws, impl), ops=2 * ws["csr"].nnz * batch,  # for the fraction of the roofline
+                compute="int8-vnni" if impl == "numaccel-int8-w8a8" else "fp32")
     t0 = time.perf_counter()
     y = fn()  # untimed warm-up (compile, thread start) and the size-cap estimate
     est = time.perf_counter() - t0
     if est > 5 * CAP_SECONDS:
         pytest.skip(f"{impl} over the size cap: one call took {est:.2f} s")
-    # the anchors compute the same thing; pruned-int8 computes it with its dequantized weight
-    ref = ws["numaccel-int8"][0].to_dense() if impl == "numaccel-int8" else last(ws["dense"])
+    # the anchors compute the same thing; pruned-int8 computes it with its dequantized weight, W8A8 also
+    # with the activations quantized per row
+    ref = ws["numaccel-int8"][0].to_dense() if impl.startswith("numaccel-int8") else last(ws["dense"])
     got = np.asarray(y).reshape(-1, n) if batch > 1 else np.asarray(y).reshape(n)
-    want = x @ ref.T
+    xq = x
+    if impl == "numaccel-int8-w8a8":
+        sx = np.abs(x.astype(np.float64)).max(axis=-1, keepdims=True) / 127
+        xq = np.rint(x / sx) * sx
+    want = xq @ ref.T
     assert np.linalg.norm(got - want) <= 1e-4 * np.linalg.norm(want)
     for _ in range(min(len(ws["numaccel"]), 8)):
         fn()
+    if impl == "numaccel-int8-w8a8":  # each copy's W8A8 group sums, made on its first W8A8 call, not timed
+        for w in mats:
+            na.linear(x, w, activation_quant="int8")
     t0 = time.perf_counter()
     fn()
     est = max(time.perf_counter() - t0, 1e-5)

@@ -76,9 +76,11 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
         None runs where the weight lives; ``"cpu"`` refuses a device-resident weight; ``"cuda"`` copies a
         host weight to the GPU once (cached) and runs there.
     activation_quant : {None, "int8"}, keyword-only
-        ``"int8"`` quantizes each row of ``x`` on the fly (W8A8) for an :class:`Int8Weight`: exact int32
-        sums of int8 products on AVX-512 VNNI, or on AMX tiles where the CPU has them and the batch is
-        large enough (see :class:`Int8Weight`). ``activations=`` is its deprecated alias.
+        ``"int8"`` quantizes each row of ``x`` on the fly (W8A8) for an :class:`Int8Weight` or a
+        :class:`CSRInt8Weight`: exact int32 sums of int8 products on AVX-512 VNNI (for an Int8Weight on
+        AMX tiles where the CPU has them and the batch is large enough; see :class:`Int8Weight`), plain
+        integer loops elsewhere. It pays for batched calls (pruned-int8: from about 64 rows).
+        ``activations=`` is its deprecated alias.
     client : dask.distributed.Client, optional, keyword-only
         Run a sharded weight's shards on this cluster's workers.
 
@@ -97,7 +99,8 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
         ``x.shape[-1] != K``, a bad ``bias`` or ``out`` (wrong shape, not C-contiguous, read-only, or sharing
         memory with ``x``), ``device="cpu"`` with a device-resident weight, an ``activation_quant`` the
         format does not support; ``activation_quant="int8"`` on an Int8Weight with several groups per row
-        longer than 66 311 features (with zero points) or 132 104 (without).
+        longer than 66 311 features (with zero points) or 132 104 (without), or on a CSRInt8Weight whose
+        groups hold more than 132 104 stored values.
 
     See Also
     --------
@@ -125,6 +128,11 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
       the weight scale, then by ``s_x``: ``max|W| * 127 * L`` (``L`` the chunk length for long rows)
       must stay below 3.4e38. A float64 row whose ``s_x`` underflows to 0 (``max|x[b]|`` below about
       3e-322) is taken as all zeros.
+    - W8A8 on a :class:`CSRInt8Weight`: the same activation codes; each group's (per-row scales: each
+      row's) ``sum qx * q`` over its stored values is exact in int32 (a row with one scale and more than
+      132 104 stored values is summed in chunks), then scaled in float64: ``y[b, i] = s_x[b] * sum_g
+      scale_g * sum_g``, rounded once to the result dtype. A row of ``x`` holding NaN or inf gives NaN in
+      every output of that row.
 
     Examples
     --------

@@ -96,6 +96,8 @@ def _kinds(layer: Linear, families, sparsities, group_size) -> list[_Kind]:
             kinds.append(_Kind(f"csr-{pct}", sparsity=s))
         if "csr-int8" in families:
             kinds.append(_Kind(f"csr-int8-{pct}", sparsity=s, int8=True))
+            if "int8-w8a8" in families:
+                kinds.append(_Kind(f"csr-int8-{pct}-w8a8", sparsity=s, int8=True, w8a8=True))
     return kinds
 
 
@@ -442,7 +444,8 @@ def optimize(model, data, *, max_accuracy_drop: float = 0.01, batch_size: int = 
         Formats tried besides the layer as given (and dense float32): among ``"int8"`` (per channel,
         weight-only), ``"int8-w8a8"`` (activations quantized on the fly, which the planner runs on AMX or
         VNNI where the host has them), ``"int8-group"`` (``group_size`` features per scale; with
-        ``"int8-w8a8"`` also in its W8A8 form), ``"csr"`` and ``"csr-int8"``. All of them by default.
+        ``"int8-w8a8"`` also in its W8A8 form), ``"csr"`` and ``"csr-int8"`` (pruned-int8; with
+        ``"int8-w8a8"`` also in its W8A8 form). All of them by default.
     group_size : int, keyword-only
         Group length of the ``"int8-group"`` candidates (tried on layers with at least twice as many inputs).
     train_data : (X, y), optional, keyword-only

@@ -57,7 +57,7 @@ def test_real_timers_smoke(task):
     for row in rep:
         names = [c["name"] for c in row["candidates"]]
         assert row["choice"] in names
-        assert {"dense", "int8", "int8-w8a8", "csr-50%", "csr-int8-90%"} <= set(names)
+        assert {"dense", "int8", "int8-w8a8", "csr-50%", "csr-int8-90%", "csr-int8-90%-w8a8"} <= set(names)
         for c in row["candidates"]:
             assert c["latency_s"] > 0 and c["bytes"] > 0 and 0 <= c["accuracy"] <= 1
     assert sum(m["chosen"] for m in rep.models) == 1
@@ -246,7 +246,8 @@ def test_command_line(task, tmp_path, monkeypatch, capsys):
 def test_candidate_kinds_per_layer():
     wide = na.nn.Linear(np.ones((8, 512), np.float32))
     names = [k.name for k in opt_mod._kinds(wide, opt_mod._FAMILIES, [0.5], 128)]
-    assert names == ["dense", "int8", "int8-w8a8", "int8-g128", "int8-g128-w8a8", "csr-50%", "csr-int8-50%"]
+    assert names == ["dense", "int8", "int8-w8a8", "int8-g128", "int8-g128-w8a8", "csr-50%", "csr-int8-50%",
+                     "csr-int8-50%-w8a8"]
     narrow = na.nn.Linear(na.quantize(np.ones((8, 200), np.float32)))
     names = [k.name for k in opt_mod._kinds(narrow, ("int8", "int8-group"), [0.5], 128)]
     assert names == ["as given (int8)", "dense", "int8"]  # no group of 128 in 200 features twice over

@@ -297,6 +297,20 @@ def _w8a8_rows_range(indptr, indices, q, scales, gptr, gs, r0, r1, xt, sx, acc, 
             out[j, i] = sx[j] * tot[j]
 
 
+@njit(cache=True, nogil=True)
+def _group_code_sums(indptr, q, gptr, gs, out):
+    """``out[g] = sum of the codes of group g`` (int64; groups as ``gptr``, ``gs``), for the W8A8 correction."""
+    for i in range(indptr.size - 1):
+        g = gptr[i]
+        end = np.int64(indptr[i + 1])
+        for s0 in range(np.int64(indptr[i]), end, gs):
+            t = np.int64(0)
+            for p in range(s0, min(s0 + gs, end)):
+                t += q[p]
+            out[g] = t
+            g += 1
+
+
 @njit(parallel=True, cache=True, nogil=True)
 def _w8a8_rows(indptr, indices, q, scales, gptr, gs, bounds, xt, sx, acc, tot, out):
     """``_w8a8_rows_range`` over the chunks ``bounds``; acc, tot (chunks, B)."""

@@ -71,7 +71,9 @@ class CSRInt8Weight(_RowPattern, WeightFormat):
     ``W[i, indices[p]] = qdata[p] * scales[g(p)]`` for the stored entries, 0 elsewhere: the zeros of the
     pattern stay exactly zero. Storage is one byte per code plus the column id (2 bytes when
     ``K <= 65536``), ``indptr`` and the scales: about 3 bytes per nonzero against 6 for float32 CSR. The
-    arrays are validated once, copied and made read-only.
+    arrays are validated once, copied and made read-only. :func:`numaccel.linear` computes straight from
+    the codes: weight-only (float activations), or W8A8 with ``activation_quant="int8"`` (activations
+    quantized per row, exact int32 sums; faster from about 64 rows per call).
 
     Examples
     --------

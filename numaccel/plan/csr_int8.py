@@ -57,11 +57,9 @@ def _w8a8(w):
         gptr, gs, scales = group_pointer(w.indptr, w.group_size), np.int64(w.group_size), w.scales
     else:
         return None
-    row_of = np.repeat(np.arange(counts.size), counts)
-    offset = np.arange(w.nnz, dtype=np.int64) - w.indptr.astype(np.int64)[row_of]
-    gid = gptr[row_of] + offset // gs
-    sums = np.bincount(gid, weights=w.qdata.astype(np.float64), minlength=int(gptr[-1]))
-    corr = (128 * sums.astype(np.int64)).astype(np.int32)  # wraps modulo 2**32
+    sums = np.zeros(int(gptr[-1]), dtype=np.int64)
+    csr_int8_cpu._group_code_sums(w.indptr, w.qdata, gptr, gs, sums)
+    corr = (128 * sums).astype(np.int32)  # wraps modulo 2**32
     return gptr, gs, scales, corr
 
 
