@@ -225,7 +225,8 @@ def family_int8_weight(rng):
 
 def _some_weight(rng, n, k):
     W = rng.standard_normal((n, k)).astype(np.float32)
-    return [W, na.prune(W, 0.5), na.quantize(W), na.quantize(W, group_size=3, symmetric=False)][int(rng.integers(4))]
+    return [W, na.prune(W, 0.5), na.quantize(W), na.quantize(W, group_size=3, symmetric=False),
+            na.quantize(na.prune(W, 0.5))][int(rng.integers(5))]
 
 
 def family_linear(rng):
@@ -276,6 +277,8 @@ def family_linear(rng):
         w = np.ones(k, np.float32)
     else:
         w = np.ones((n, k), np.int32)
+    if kind != "activations" and isinstance(w, (na.Int8Weight, na.CSRInt8Weight)) and rng.random() < 0.5:
+        kwargs["activation_quant"] = "int8"  # the W8A8 paths check the same arguments first
     return f"{type(w).__name__}:{kind}", lambda: na.linear(x, w, bias, **kwargs)
 
 
