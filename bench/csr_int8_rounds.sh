@@ -5,6 +5,7 @@
 #   bench/csr_int8_rounds.sh [ROUNDS] [DIR]        (defaults: 3 rounds, /tmp/csr_int8)
 #   python bench/pair_report.py /tmp/csr_int8 numaccel numaccel-int8
 #   python bench/pair_report.py /tmp/csr_int8 numaccel numaccel-int8-w8a8
+#   python bench/csr_int8_plot.py /tmp/csr_int8 bench/results/csr_int8.png
 set -euo pipefail
 rounds=${1:-3}
 dir=${2:-/tmp/csr_int8}
