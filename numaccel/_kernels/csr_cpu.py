@@ -355,8 +355,11 @@ def _make_row_dot16(gather: bool, prefetch: bool):
     Sixteen activations go into the lanes of a vector, either loaded one by one (``insertelement``,
     ``gather`` False) or fetched by one AVX-512 gather (``vgatherdps`` of the sixteen indices, ``gather``
     True; for indices below 2**31); the sixteen values come with one vector load, then one
-    ``llvm.fma.v16f32``; two vector accumulators take alternate groups. The last ``< 16`` nonzeros run as
-    scalar FMAs. With ``prefetch``, each group of sixteen asks for the values and indices
+    ``llvm.fma.v16f32`` into one vector accumulator (its latency is below a group's cost; two measured
+    alike). The last 0-15 nonzeros run as one more group whose missing lanes add ``0 * 0``: with masked
+    loads and a masked gather for ``gather``, without a branch (a tail of data-dependent length, as scalar
+    FMAs, cost mispredicted branches: 6-9 % of the batch-1 time at 400 nonzeros per row), else with the
+    lanes past the end replaced by zeros. With ``prefetch``, each group of sixteen asks for the values and indices
     ``_PREFETCH_BYTES`` ahead (``llvm.prefetch``). Every variant adds the same products in the same order,
     so their results are equal; which is fastest depends on the host (docs/performance.md, "CSR at
     batch 1"), and the planner chooses (``numaccel.plan.wisdom``, choice ``csr-gemv``).
@@ -390,6 +393,8 @@ def _row_dot16_typer(gather, prefetch, indices, data, start, end, x):
         f32 = ir.FloatType()
         lanes = 16
         vty = ir.VectorType(f32, lanes)
+        vi32 = ir.VectorType(i32, lanes)
+        mty = ir.VectorType(ir.IntType(1), lanes)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v16f32")
         ext = builder.sext if idx_t.dtype.signed else builder.zext
 
@@ -437,32 +442,57 @@ def _row_dot16_typer(gather, prefetch, indices, data, start, end, x):
                 dv = builder.load(builder.bitcast(builder.gep(da.data, [p]), vty.as_pointer()), align=4)
             builder.store(builder.call(fma, [dv, xv, builder.load(slot)]), slot)
 
-        accs = [cgutils.alloca_once_value(builder, ir.Constant(vty, None)) for _ in range(2)]
+        def masked_load(arr, t, p, mask):
+            ety = ir.IntType(t.dtype.bitwidth) if isinstance(t.dtype, types.Integer) else f32
+            vt = ir.VectorType(ety, lanes)
+            name = f"llvm.masked.load.v{lanes}{'i' + str(ety.width) if ety is not f32 else 'f32'}.p0"
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vt, [vt.as_pointer(), i32, mty, vt]),
+                                                name)
+            return builder.call(fn, [builder.bitcast(builder.gep(arr.data, [p]), vt.as_pointer()),
+                                     ir.Constant(i32, 1), mask, ir.Constant(vt, None)])
+
+        def tail(p, rest, slot):
+            # the last 0-15 nonzeros as one group whose missing lanes add 0 * 0: lanes j < rest
+            rv = builder.trunc(rest, i32)
+            rv = builder.shuffle_vector(builder.insert_element(ir.Constant(vi32, ir.Undefined), rv,
+                                                               ir.Constant(i32, 0)),
+                                        ir.Constant(vi32, ir.Undefined), ir.Constant(vi32, [0] * lanes))
+            mask = builder.icmp_signed("<", ir.Constant(vi32, list(range(lanes))), rv)
+            if gather:  # masked loads and gather touch no masked-off lane: no branch, even for an empty row
+                iv = masked_load(ia, idx_t, p, mask)
+                iv = ext(iv, vi32) if idx_t.dtype.bitwidth < 32 else (
+                    builder.trunc(iv, vi32) if idx_t.dtype.bitwidth > 32 else iv)
+                fn = cgutils.get_or_insert_function(
+                    builder.module, ir.FunctionType(vty, [vty, _PTR8, vi32, mty, i32]),
+                    "llvm.x86.avx512.mask.gather.dps.512")
+                xv = builder.call(fn, [ir.Constant(vty, None), builder.bitcast(xa.data, _PTR8), iv, mask,
+                                       ir.Constant(i32, 4)])
+                cv = masked_load(da, data_t, p, mask)
+                dv = builder.sitofp(cv, vty) if codes else cv
+                builder.store(builder.call(fma, [dv, xv, builder.load(slot)]), slot)
+                return
+            with builder.if_then(builder.icmp_signed(">", rest, ir.Constant(i64, 0))):
+                # lanes past the end read the row's last nonzero (valid) and are replaced by zeros
+                last = builder.sub(end_v, ir.Constant(i64, 1))
+                xv = ir.Constant(vty, ir.Undefined)
+                dv = ir.Constant(vty, ir.Undefined)
+                for j in range(lanes):
+                    pj = builder.add(p, ir.Constant(i64, j))
+                    have = builder.icmp_signed("<", pj, end_v)
+                    pj = builder.select(have, pj, last)
+                    zero = ir.Constant(f32, 0.0)
+                    xv = builder.insert_element(xv, builder.select(have, xval(pj), zero), ir.Constant(i32, j))
+                    dv = builder.insert_element(dv, builder.select(have, dval(pj), zero), ir.Constant(i32, j))
+                builder.store(builder.call(fma, [dv, xv, builder.load(slot)]), slot)
+
+        acc = cgutils.alloca_once_value(builder, ir.Constant(vty, None))
         n = builder.sub(end_v, start_v)
-        pairs = builder.ashr(n, ir.Constant(i64, 5))
-        with cgutils.for_range(builder, pairs) as loop:
-            p = builder.add(start_v, builder.shl(loop.index, ir.Constant(i64, 5)))
-            group(p, accs[0])
-            group(builder.add(p, ir.Constant(i64, lanes)), accs[1])
-        p = builder.add(start_v, builder.shl(pairs, ir.Constant(i64, 5)))
-        one_more = builder.icmp_signed(">=", builder.sub(end_v, p), ir.Constant(i64, lanes))
-        with builder.if_then(one_more):
-            group(p, accs[0])
-        p = builder.select(one_more, builder.add(p, ir.Constant(i64, lanes)), p)
-        total = _hsum(builder, builder.fadd(builder.load(accs[0]), builder.load(accs[1])), lanes)
-        tails = [cgutils.alloca_once_value(builder, ir.Constant(f32, 0.0)) for _ in range(2)]
-        rest = builder.sub(end_v, p)
-        with cgutils.for_range(builder, builder.ashr(rest, ir.Constant(i64, 1))) as loop:
-            q = builder.add(p, builder.shl(loop.index, ir.Constant(i64, 1)))
-            for u in range(2):
-                qu = builder.add(q, ir.Constant(i64, u))
-                prod = builder.fmul(dval(qu), xval(qu))
-                builder.store(builder.fadd(builder.load(tails[u]), prod), tails[u])
-        with builder.if_then(builder.trunc(rest, ir.IntType(1))):
-            q = builder.sub(end_v, ir.Constant(i64, 1))
-            prod = builder.fmul(dval(q), xval(q))
-            builder.store(builder.fadd(builder.load(tails[0]), prod), tails[0])
-        return builder.fadd(total, builder.fadd(builder.load(tails[0]), builder.load(tails[1])))
+        groups = builder.ashr(n, ir.Constant(i64, 4))
+        with cgutils.for_range(builder, groups) as loop:
+            group(builder.add(start_v, builder.shl(loop.index, ir.Constant(i64, 4))), acc)
+        p = builder.add(start_v, builder.shl(groups, ir.Constant(i64, 4)))
+        tail(p, builder.sub(end_v, p), acc)
+        return _hsum(builder, builder.load(acc), lanes)
 
     return sig, codegen
 
