@@ -8,6 +8,10 @@ Shapes stay small: this file also runs under ``NUMBA_BOUNDSCHECK=1``.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 from conftest import make_weight
@@ -142,6 +146,13 @@ def test_groups_too_long_refused(rng, monkeypatch):
     with pytest.raises(ValueError, match="group_size <= 9"):
         na.linear(x, w, activation_quant="int8")
     assert na.linear(x, na.quantize(staircase(rng), group_size=9), activation_quant="int8").shape == (3, 70)
+
+
+def test_env_var_forces_portable_kernel():
+    code = "import numaccel.plan.csr_int8 as p; print(p._USE_VNNI)"
+    env = dict(os.environ, NUMACCEL_NO_VNNI="1")
+    res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert res.stdout.strip() == "False"
 
 
 def test_bad_activation_quant(rng):

@@ -11,9 +11,10 @@ import functools
 import numpy as np
 
 from .. import _config
-from .._kernels import csr_cpu, csr_int8_cpu, int8_tiles_x86
+from .._kernels import csr_cpu, csr_int8_cpu
 from ..formats.csr_int8 import group_pointer
 from . import csr
+from . import int8 as _int8
 from ._cache import PerWeight
 
 __all__ = ["W8A8_MAX_GROUP", "linear", "matmul", "w8a8_groups"]
@@ -25,8 +26,9 @@ _NO_GROUPS = np.int64(2**62)
 W8A8_MAX_GROUP = (2**31 - 1) // (127 * 128)
 _W8A8_CHUNK = 131072  # rows with one scale and more stored values are summed in chunks this long
 
-# AVX-512 VNNI for W8A8 where the host has it (set False to force the portable kernel)
-_USE_VNNI = int8_tiles_x86.HAVE_VNNI and _config.jit_enabled()
+# AVX-512 VNNI for W8A8 where the host has it and NUMACCEL_NO_VNNI is unset, as for an Int8Weight (set False
+# to force the portable kernel)
+_USE_VNNI = _int8._USE_VNNI and _config.jit_enabled()
 
 
 def _groups(w):
