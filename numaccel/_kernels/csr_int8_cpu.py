@@ -8,6 +8,10 @@ row. The AVX-512 paths reuse the CSR register-tile and 16-lane intrinsics of :mo
 the portable paths are plain Numba. Rows are split among threads by ``bounds`` (chunks of about equal
 nonzeros), each chunk owned by one thread: a row's result does not depend on the thread count.
 
+W8A8 (``activation_quant="int8"``): ``_quantize_t_u8`` codes the activations per row and transposes them
+into slabs; ``_w8a8_rows`` is the portable product (int64 sums), bitwise the result of the VNNI kernel in
+:mod:`.csr_int8_vnni_x86`; ``_group_code_sums`` gives the VNNI kernel's correction terms.
+
 Contract (validated by the caller, nothing checked here): CSR arrays valid, ``x`` (K,) / slabs as for
 :mod:`.csr_cpu`, ``out`` C-contiguous and fully overwritten.
 """
