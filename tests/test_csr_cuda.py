@@ -242,3 +242,46 @@ def test_device_weight_protocol(rng):
         na.formats.row_block(dw, 0, 2)
     with pytest.raises(TypeError, match=r"load the host weight and call .to_device\(\)"):
         na.formats.from_arrays("cuda-csr", arrays, params)
+
+
+def test_simulator_threads_share_shared_arrays(monkeypatch):
+    """Under the simulator, every thread of a block gets the same ``cuda.shared.array``, even when a thread
+    switch falls between the simulator finding none and storing a new one (forced here by a slow
+    ``np.empty``): without the lock of ``cuda_support``, threads made private arrays and kernels read
+    values no thread wrote (rare wrong results in the CUDA tests)."""
+    import os
+    import time
+
+    import cuda_support
+
+    if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1":
+        pytest.skip("a real GPU: the simulator is not in use")
+    from numba import float32
+    from numba.cuda.simulator import kernelapi
+
+    class SlowEmpty:
+        """NumPy, with an ``empty`` slow enough that the other threads run while it allocates."""
+
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        @staticmethod
+        def empty(*args, **kwargs):
+            time.sleep(0.001)
+            return np.empty(*args, **kwargs)
+
+    monkeypatch.setattr(kernelapi, "np", SlowEmpty())  # the simulator's own allocation
+    monkeypatch.setattr(cuda_support, "np", SlowEmpty())  # the locked one
+
+    @cuda.jit
+    def rotate(out):
+        sh = cuda.shared.array(32, float32)
+        t = cuda.threadIdx.x
+        sh[t] = t
+        cuda.syncthreads()
+        out[t] = sh[(t + 1) % 32]
+
+    for _ in range(3):
+        out = np.full(32, -1, np.float32)
+        rotate[1, 32](out)
+        np.testing.assert_array_equal(out, (np.arange(32) + 1) % 32)
