@@ -119,6 +119,13 @@ DENSE_GEMV_TUNE_MAX_B = 16  # the most rows numaccel.tune times the GEMV kernel 
 DENSE_GEMV_MIN_WORK = 8192
 DENSE_SERIAL_WORK = 1 << 16
 DENSE_USE_GEMV = "avx512f" in cpu_features()
+# Larger dense float32/float64 products run in NumPy's OpenBLAS, held at one thread, one call per Numba
+# thread on a block of output features (numaccel._kernels.dense_blas), so that OpenBLAS's own workers are
+# never woken to spin against numaccel's; up to DENSE_BLAS_SERIAL_WORK multiply-adds (OpenBLAS's own
+# threshold for threading a GEMM: 65536 x GEMM_MULTITHREAD_THRESHOLD 4) one call on the calling thread.
+# False keeps numpy.matmul (tests flip it; bench/mixed_models.py --blas-only).
+DENSE_SPLIT_BLAS = True
+DENSE_BLAS_SERIAL_WORK = 1 << 18
 
 _lock = threading.Lock()
 _checked = False

@@ -1,10 +1,12 @@
-"""Dense weights: BLAS through ``numpy.matmul``, or Numba's own threads for a few float32 rows.
+"""Dense weights: on Numba's threads, in numaccel's GEMV kernel or in single-threaded BLAS calls.
 
-A float32 product of at most ``_config.DENSE_GEMV_MAX_B`` activation rows is memory-bound; where AVX-512
-is available it runs in numaccel's GEMV kernel (``numaccel._kernels.dense_cpu``), on the same thread pool
-as the CSR and int8 kernels, so that a model mixing dense and numaccel layers does not alternate between
-BLAS's thread pool and Numba's (docs/performance.md, "Dense layers beside numaccel layers"). Everything
-else goes to BLAS.
+A model mixing dense and numaccel layers must not alternate between BLAS's thread pool and Numba's
+(docs/performance.md, "Dense layers beside numaccel layers"), so dense layers run on the Numba threads that
+the CSR and int8 kernels use. A float32 product of at most ``_config.DENSE_GEMV_MAX_B`` activation rows is
+memory-bound; where AVX-512 is available it runs in numaccel's GEMV kernel (``numaccel._kernels.dense_cpu``).
+Larger float32 and float64 products run in NumPy's own OpenBLAS, one single-threaded call per Numba thread
+on a block of output features (``numaccel._kernels.dense_blas``), where that library is NumPy's wheel
+build; elsewhere (another BLAS, ``_config.DENSE_SPLIT_BLAS`` False) in ``numpy.matmul``.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import numpy as np
 from .. import _config
 from . import wisdom
 
-__all__ = ["linear", "uses_gemv", "gemv_possible", "gemv_default"]
+__all__ = ["linear", "uses_gemv", "uses_split_blas", "gemv_possible", "gemv_default"]
 
 
 def gemv_possible(w: np.ndarray, x: np.ndarray) -> bool:
@@ -52,7 +54,24 @@ def gemv_default(w: np.ndarray, batch: int) -> str:
     return "gemv" if small else "blas"
 
 
+def uses_split_blas(w: np.ndarray, x: np.ndarray) -> bool:
+    """Whether ``linear`` runs this product in single-threaded OpenBLAS calls on Numba's threads.
+
+    That needs ``_config.DENSE_SPLIT_BLAS``, NumPy's OpenBLAS wheel build in this process (with 64-bit
+    integers and its pthreads server), a compiling JIT, float32 or float64 C-contiguous 2-D operands of one
+    dtype and no empty dimension, and a product numaccel's GEMV kernel does not take.
+    """
+    if not (_config.DENSE_SPLIT_BLAS and x.ndim == 2 and w.ndim == 2 and x.dtype == w.dtype
+            and w.dtype in (_F32, _F64) and x.shape[0] > 0 and w.shape[0] > 0 and w.shape[1] > 0
+            and w.flags.c_contiguous and x.flags.c_contiguous):
+        return False
+    from .._kernels import dense_blas
+
+    return dense_blas.available() and not uses_gemv(w, x)
+
+
 _F32 = np.dtype(np.float32)
+_F64 = np.dtype(np.float64)
 _kernels = None
 
 
@@ -62,6 +81,14 @@ def linear(w: np.ndarray, x: np.ndarray, out: np.ndarray, quant) -> None:
     if quant is not None:
         raise ValueError(f"activation_quant={quant!r} needs an Int8Weight; dense weights use None")
     if not uses_gemv(w, x):
+        if out.dtype == x.dtype and out.flags.c_contiguous and uses_split_blas(w, x):
+            from .._kernels import dense_blas
+
+            n, k = w.shape
+            serial = n * k * x.shape[0] <= _config.DENSE_BLAS_SERIAL_WORK
+            with _config.kernel_guard():
+                dense_blas.gemm(x, w, out, 1 if serial else numba.get_num_threads())
+            return
         np.matmul(x, w.T, out=out)
         return
     if _kernels is None:

@@ -1,0 +1,151 @@
+"""Dense products in NumPy's own OpenBLAS, one single-threaded call per Numba thread.
+
+A model that mixes dense layers with numaccel layers alternates two thread pools: after each product
+OpenBLAS's worker threads spin on the cores for a while, and the next numaccel kernel's threads wait for
+them (docs/performance.md, "Dense layers beside numaccel layers"). Here a dense layer's output features
+are split into one block per Numba thread, and each thread computes its block with one ``cblas_?gemm``
+call of NumPy's OpenBLAS while that library is held at one thread: OpenBLAS's own workers are never
+woken, so every layer of the model runs on the one pool that numaccel's kernels use. Each output element
+is still one single-threaded OpenBLAS reduction over ``K``, so the results are those of a one-thread
+``numpy.matmul``.
+
+Used only where it is known to be safe: NumPy's OpenBLAS wheel build (the library in ``numpy.libs``, as
+loaded into this process), 64-bit integers (``USE64BITINT``), the pthreads server, a compiling JIT. The
+function addresses are given to LLVM as symbols (``llvmlite.binding.add_symbol``) and called as Numba
+external functions, so the kernels cache like any other; they are compiled only after the symbols exist.
+Anywhere else ``available()`` is False and the caller keeps ``numpy.matmul``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import threading
+
+import numpy as np
+
+__all__ = ["available", "gemm"]
+
+_SYMBOLS = {"sgemm": "numaccel_openblas_sgemm", "dgemm": "numaccel_openblas_dgemm"}
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_ALIGN = 16  # block boundaries on multiples of 16 output features (whole microkernel columns)
+
+_state = None  # None: not looked up yet; False: unavailable; else a dict
+_lock = threading.Lock()
+_active = 0
+_saved = 1
+_kernels = None
+
+
+def _numpy_openblas() -> str | None:
+    """The path of the OpenBLAS that NumPy's wheel ships, if this process has loaded it."""
+    libs = os.path.realpath(os.path.join(os.path.dirname(np.__file__), os.pardir, "numpy.libs"))
+    try:
+        with open("/proc/self/maps") as f:
+            for line in f:
+                parts = line.split(maxsplit=5)
+                if len(parts) < 6:
+                    continue
+                p = parts[5].strip()
+                if "openblas" in os.path.basename(p).lower() and os.path.dirname(os.path.realpath(p)) == libs:
+                    return p
+    except OSError:
+        return None
+    return None
+
+
+def _lookup():
+    from .. import _config
+
+    if not _config.jit_enabled():
+        return False
+    path = _numpy_openblas()
+    if path is None:
+        return False
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return False
+    for prefix in ("scipy_", ""):
+        try:
+            fns = {name: getattr(lib, f"{prefix}{name}64_") for name in (
+                "cblas_sgemm", "cblas_dgemm", "openblas_set_num_threads", "openblas_get_num_threads",
+                "openblas_get_config", "openblas_get_parallel")}
+        except AttributeError:
+            continue
+        break
+    else:
+        return False
+    fns["openblas_get_config"].restype = ctypes.c_char_p
+    fns["openblas_get_config"].argtypes = []
+    config = (fns["openblas_get_config"]() or b"").decode("ascii", "replace")
+    fns["openblas_get_parallel"].restype = ctypes.c_int
+    fns["openblas_get_parallel"].argtypes = []
+    if "USE64BITINT" not in config or fns["openblas_get_parallel"]() != 1:  # 1: the pthreads server
+        return False
+    fns["openblas_get_num_threads"].restype = ctypes.c_int
+    fns["openblas_get_num_threads"].argtypes = []
+    fns["openblas_set_num_threads"].restype = None
+    fns["openblas_set_num_threads"].argtypes = [ctypes.c_int]
+    from llvmlite import binding as llvm
+
+    for name in ("sgemm", "dgemm"):
+        llvm.add_symbol(_SYMBOLS[name], ctypes.cast(fns[f"cblas_{name}"], ctypes.c_void_p).value)
+    return {"path": path, "config": config, "get": fns["openblas_get_num_threads"],
+            "set": fns["openblas_set_num_threads"]}
+
+
+def available() -> bool:
+    """Whether dense products can run through :func:`gemm` in this process (looked up once)."""
+    global _state
+    if _state is None:
+        with _lock:
+            if _state is None:
+                _state = _lookup()
+    return bool(_state)
+
+
+def _enter() -> None:
+    global _active, _saved
+    with _lock:
+        if _active == 0:
+            _saved = _state["get"]()
+            if _saved != 1:
+                _state["set"](1)
+        _active += 1
+
+
+def _leave() -> None:
+    global _active
+    with _lock:
+        _active -= 1
+        if _active == 0 and _saved != 1:
+            _state["set"](_saved)
+
+
+def _bounds(n: int, blocks: int) -> np.ndarray:
+    """``blocks + 1`` boundaries over ``n`` output features, inner ones on multiples of ``_ALIGN``."""
+    step = -(-n // blocks)
+    step = -(-step // _ALIGN) * _ALIGN
+    b = np.minimum(np.arange(blocks + 1, dtype=np.int64) * step, n)
+    b[-1] = n
+    return b
+
+
+def gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int) -> None:
+    """``out = x @ w.T`` for C-contiguous ``x`` (B, K), ``w`` (N, K), ``out`` (B, N), one dtype (float32
+    or float64), B, N, K >= 1; the ``N`` features in ``threads`` blocks, one single-threaded OpenBLAS call
+    each, on Numba's threads (``threads`` 1: on the calling thread). Needs :func:`available`."""
+    global _kernels
+    if _kernels is None:
+        from . import dense_blas_kernels as _kernels
+    n = w.shape[0]
+    blocks = max(1, min(int(threads), -(-n // _ALIGN)))
+    _enter()
+    try:
+        if blocks == 1:
+            _kernels.gemm_block(x, w, 0, n, out)
+        else:
+            _kernels.gemm_blocks(x, w, _bounds(n, blocks), out)
+    finally:
+        _leave()

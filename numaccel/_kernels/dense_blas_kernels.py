@@ -1,0 +1,47 @@
+"""The Numba kernels of :mod:`numaccel._kernels.dense_blas` (imported only after its symbols exist)."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange, types
+
+from .dense_blas import _NO_TRANS, _ROW_MAJOR, _SYMBOLS, _TRANS
+
+_ARGS = (types.int32, types.int32, types.int32, types.int64, types.int64, types.int64)
+
+
+def _declare(name, real):
+    sig = types.void(*_ARGS, real, types.uintp, types.int64, types.uintp, types.int64, real, types.uintp,
+                     types.int64)
+    return types.ExternalFunction(_SYMBOLS[name], sig)
+
+
+_sgemm = _declare("sgemm", types.float32)
+_dgemm = _declare("dgemm", types.float64)
+
+
+@njit(cache=True, nogil=True)
+def gemm_block(x, w, n0, n1, out):
+    """``out[:, n0:n1] = x @ w[n0:n1].T`` by one ``cblas_?gemm`` call (row-major, ``w`` transposed)."""
+    b, k = x.shape
+    n = w.shape[0]
+    if n1 <= n0:
+        return
+    size = x.itemsize
+    wp = w.ctypes.data + np.uint64(n0 * k * size)
+    op = out.ctypes.data + np.uint64(n0 * size)
+    if size == 4:  # float32 (the caller passes float32 or float64 only)
+        _sgemm(np.int32(_ROW_MAJOR), np.int32(_NO_TRANS), np.int32(_TRANS), np.int64(b), np.int64(n1 - n0),
+               np.int64(k), np.float32(1.0), x.ctypes.data, np.int64(k), wp, np.int64(k), np.float32(0.0), op,
+               np.int64(n))
+    else:
+        _dgemm(np.int32(_ROW_MAJOR), np.int32(_NO_TRANS), np.int32(_TRANS), np.int64(b), np.int64(n1 - n0),
+               np.int64(k), np.float64(1.0), x.ctypes.data, np.int64(k), wp, np.int64(k), np.float64(0.0), op,
+               np.int64(n))
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def gemm_blocks(x, w, bounds, out):
+    """``gemm_block`` of each ``bounds[c]:bounds[c + 1]``, one block per Numba thread."""
+    for c in prange(bounds.size - 1):
+        gemm_block(x, w, bounds[c], bounds[c + 1], out)
