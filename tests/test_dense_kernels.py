@@ -95,7 +95,7 @@ def test_other_layouts_and_dtypes_use_blas(rng, parity, monkeypatch):
 
 @pytest.mark.skipif(not HAS_SPLIT, reason="NumPy's BLAS here is not its OpenBLAS wheel build (or no JIT)")
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("b, k, n", [(1, 1, 1), (9, 1, 3), (2, 3, 1), (13, 70, 15), (16, 129, 17),
+@pytest.mark.parametrize("b, k, n", [(1, 1, 1), (1, 129, 70), (9, 1, 3), (2, 3, 1), (13, 70, 15), (16, 129, 17),
                                      (33, 64, 100), (70, 300, 513)])
 def test_split_blas_parity(rng, parity, split, dtype, b, k, n):
     """Every block boundary and thread count: N below, at and above the blocks' 16-feature alignment."""

@@ -4,10 +4,11 @@ A model that mixes dense layers with numaccel layers alternates two thread pools
 OpenBLAS's worker threads spin on the cores for a while, and the next numaccel kernel's threads wait for
 them (docs/performance.md, "Dense layers beside numaccel layers"). Here a dense layer's output features
 are split into one block per Numba thread, and each thread computes its block with one ``cblas_?gemm``
-call of NumPy's OpenBLAS while that library is held at one thread: OpenBLAS's own workers are never
+call of NumPy's OpenBLAS (``cblas_?gemv`` for one activation row: OpenBLAS's GEMM with one row is several
+times slower than its GEMV) while that library is held at one thread: OpenBLAS's own workers are never
 woken, so every layer of the model runs on the one pool that numaccel's kernels use. Each output element
-is still one single-threaded OpenBLAS reduction over ``K``, so the results are those of a one-thread
-``numpy.matmul``.
+is one single-threaded OpenBLAS reduction over ``K``, as in OpenBLAS's own threaded GEMM (which also
+splits the outputs, never ``K``).
 
 Used only where it is known to be safe: NumPy's OpenBLAS wheel build (the library in ``numpy.libs``, as
 loaded into this process), 64-bit integers (``USE64BITINT``), the pthreads server, a compiling JIT. The
@@ -26,7 +27,7 @@ import numpy as np
 
 __all__ = ["available", "gemm"]
 
-_SYMBOLS = {"sgemm": "numaccel_openblas_sgemm", "dgemm": "numaccel_openblas_dgemm"}
+_SYMBOLS = {name: f"numaccel_openblas_{name}" for name in ("sgemm", "dgemm", "sgemv", "dgemv")}
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
 _ALIGN = 16  # block boundaries on multiples of 16 output features (whole microkernel columns)
 
@@ -69,8 +70,8 @@ def _lookup():
     for prefix in ("scipy_", ""):
         try:
             fns = {name: getattr(lib, f"{prefix}{name}64_") for name in (
-                "cblas_sgemm", "cblas_dgemm", "openblas_set_num_threads", "openblas_get_num_threads",
-                "openblas_get_config", "openblas_get_parallel")}
+                "cblas_sgemm", "cblas_dgemm", "cblas_sgemv", "cblas_dgemv", "openblas_set_num_threads",
+                "openblas_get_num_threads", "openblas_get_config", "openblas_get_parallel")}
         except AttributeError:
             continue
         break
@@ -89,7 +90,7 @@ def _lookup():
     fns["openblas_set_num_threads"].argtypes = [ctypes.c_int]
     from llvmlite import binding as llvm
 
-    for name in ("sgemm", "dgemm"):
+    for name in _SYMBOLS:
         llvm.add_symbol(_SYMBOLS[name], ctypes.cast(fns[f"cblas_{name}"], ctypes.c_void_p).value)
     return {"path": path, "config": config, "get": fns["openblas_get_num_threads"],
             "set": fns["openblas_set_num_threads"]}
@@ -135,7 +136,8 @@ def _bounds(n: int, blocks: int) -> np.ndarray:
 def gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int) -> None:
     """``out = x @ w.T`` for C-contiguous ``x`` (B, K), ``w`` (N, K), ``out`` (B, N), one dtype (float32
     or float64), B, N, K >= 1; the ``N`` features in ``threads`` blocks, one single-threaded OpenBLAS call
-    each, on Numba's threads (``threads`` 1: on the calling thread). Needs :func:`available`."""
+    each (GEMV for B = 1, else GEMM), on Numba's threads (``threads`` 1: on the calling thread). Needs
+    :func:`available`."""
     global _kernels
     if _kernels is None:
         from . import dense_blas_kernels as _kernels

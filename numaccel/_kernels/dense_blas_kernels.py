@@ -20,9 +20,20 @@ _sgemm = _declare("sgemm", types.float32)
 _dgemm = _declare("dgemm", types.float64)
 
 
+def _declare_gemv(name, real):
+    sig = types.void(types.int32, types.int32, types.int64, types.int64, real, types.uintp, types.int64,
+                     types.uintp, types.int64, real, types.uintp, types.int64)
+    return types.ExternalFunction(_SYMBOLS[name], sig)
+
+
+_sgemv = _declare_gemv("sgemv", types.float32)
+_dgemv = _declare_gemv("dgemv", types.float64)
+
+
 @njit(cache=True, nogil=True)
 def gemm_block(x, w, n0, n1, out):
-    """``out[:, n0:n1] = x @ w[n0:n1].T`` by one ``cblas_?gemm`` call (row-major, ``w`` transposed)."""
+    """``out[:, n0:n1] = x @ w[n0:n1].T`` by one ``cblas_?gemv`` (one row of ``x``) or ``cblas_?gemm`` call
+    (row-major, ``w`` transposed)."""
     b, k = x.shape
     n = w.shape[0]
     if n1 <= n0:
@@ -30,7 +41,14 @@ def gemm_block(x, w, n0, n1, out):
     size = x.itemsize
     wp = w.ctypes.data + np.uint64(n0 * k * size)
     op = out.ctypes.data + np.uint64(n0 * size)
-    if size == 4:  # float32 (the caller passes float32 or float64 only)
+    if b == 1:
+        if size == 4:
+            _sgemv(np.int32(_ROW_MAJOR), np.int32(_NO_TRANS), np.int64(n1 - n0), np.int64(k), np.float32(1.0),
+                   wp, np.int64(k), x.ctypes.data, np.int64(1), np.float32(0.0), op, np.int64(1))
+        else:
+            _dgemv(np.int32(_ROW_MAJOR), np.int32(_NO_TRANS), np.int64(n1 - n0), np.int64(k), np.float64(1.0),
+                   wp, np.int64(k), x.ctypes.data, np.int64(1), np.float64(0.0), op, np.int64(1))
+    elif size == 4:  # float32 (the caller passes float32 or float64 only)
         _sgemm(np.int32(_ROW_MAJOR), np.int32(_NO_TRANS), np.int32(_TRANS), np.int64(b), np.int64(n1 - n0),
                np.int64(k), np.float32(1.0), x.ctypes.data, np.int64(k), wp, np.int64(k), np.float32(0.0), op,
                np.int64(n))
