@@ -189,6 +189,15 @@ def _cpuinfo(key: str) -> str:
 
 
 @functools.lru_cache(maxsize=1)
+def cpu_family() -> int:
+    """The CPU's family number (/proc/cpuinfo: 25 for AMD Zen 3 and Zen 4, 26 for Zen 5), or -1 where unknown."""
+    try:
+        return int(_cpuinfo("cpu family"))
+    except ValueError:
+        return -1
+
+
+@functools.lru_cache(maxsize=1)
 def cpu_vendor() -> str:
     """The CPU's vendor id (``GenuineIntel``, ``AuthenticAMD``), or "" where unknown."""
     return _cpuinfo("vendor_id")

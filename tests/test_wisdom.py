@@ -267,3 +267,18 @@ def test_tune_rejects_bad_arguments(kw, err):
 def test_tune_rejects_what_is_not_a_weight():
     with pytest.raises(TypeError, match="tune expects"):
         na.tune("model.safetensors")
+
+
+@pytest.mark.parametrize("vendor, family, want", [("GenuineIntel", 6, "gather"), ("AuthenticAMD", 25, "lanes-prefetch"),
+                                                  ("AuthenticAMD", 26, "lanes"), ("", -1, "lanes")])
+def test_csr_gemv_default_by_host(monkeypatch, vendor, family, want):
+    from numaccel import _config
+    from numaccel.plan import csr
+
+    monkeypatch.setattr(_config, "cpu_vendor", lambda: vendor)
+    monkeypatch.setattr(_config, "cpu_family", lambda: family)
+    csr.gemv_default.cache_clear()
+    try:
+        assert csr.gemv_default() == want
+    finally:
+        csr.gemv_default.cache_clear()
