@@ -61,13 +61,17 @@ def uses_split_blas(w: np.ndarray, x: np.ndarray) -> bool:
     integers and its pthreads server), a compiling JIT, float32 or float64 C-contiguous 2-D operands of one
     dtype and no empty dimension, and a product numaccel's GEMV kernel does not take.
     """
+    return _split_blas_possible(w, x) and not uses_gemv(w, x)
+
+
+def _split_blas_possible(w: np.ndarray, x: np.ndarray) -> bool:
     if not (_config.DENSE_SPLIT_BLAS and x.ndim == 2 and w.ndim == 2 and x.dtype == w.dtype
             and w.dtype in (_F32, _F64) and x.shape[0] > 0 and w.shape[0] > 0 and w.shape[1] > 0
             and w.flags.c_contiguous and x.flags.c_contiguous):
         return False
     from .._kernels import dense_blas
 
-    return dense_blas.available() and not uses_gemv(w, x)
+    return dense_blas.available()
 
 
 _F32 = np.dtype(np.float32)
@@ -81,7 +85,7 @@ def linear(w: np.ndarray, x: np.ndarray, out: np.ndarray, quant) -> None:
     if quant is not None:
         raise ValueError(f"activation_quant={quant!r} needs an Int8Weight; dense weights use None")
     if not uses_gemv(w, x):
-        if out.dtype == x.dtype and out.flags.c_contiguous and uses_split_blas(w, x):
+        if out.dtype == x.dtype and out.flags.c_contiguous and _split_blas_possible(w, x):
             from .._kernels import dense_blas
 
             n, k = w.shape
