@@ -92,8 +92,7 @@ def _lookup():
 
     for name in _SYMBOLS:
         llvm.add_symbol(_SYMBOLS[name], ctypes.cast(fns[f"cblas_{name}"], ctypes.c_void_p).value)
-    return {"path": path, "config": config, "get": fns["openblas_get_num_threads"],
-            "set": fns["openblas_set_num_threads"]}
+    return {"get": fns["openblas_get_num_threads"], "set": fns["openblas_set_num_threads"]}
 
 
 def available() -> bool:

@@ -7,27 +7,22 @@ from numba import njit, prange, types
 
 from .dense_blas import _NO_TRANS, _ROW_MAJOR, _SYMBOLS, _TRANS
 
-_ARGS = (types.int32, types.int32, types.int32, types.int64, types.int64, types.int64)
+_I32, _I64, _PTR = types.int32, types.int64, types.uintp
 
 
 def _declare(name, real):
-    sig = types.void(*_ARGS, real, types.uintp, types.int64, types.uintp, types.int64, real, types.uintp,
-                     types.int64)
-    return types.ExternalFunction(_SYMBOLS[name], sig)
+    """The ``cblas_?gemm`` (``name`` ending in ``gemm``) or ``cblas_?gemv`` signature, ``real`` its scalars."""
+    if name.endswith("gemm"):  # order, transa, transb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc
+        args = (_I32, _I32, _I32, _I64, _I64, _I64, real, _PTR, _I64, _PTR, _I64, real, _PTR, _I64)
+    else:  # order, trans, m, n, alpha, a, lda, x, incx, beta, y, incy
+        args = (_I32, _I32, _I64, _I64, real, _PTR, _I64, _PTR, _I64, real, _PTR, _I64)
+    return types.ExternalFunction(_SYMBOLS[name], types.void(*args))
 
 
 _sgemm = _declare("sgemm", types.float32)
 _dgemm = _declare("dgemm", types.float64)
-
-
-def _declare_gemv(name, real):
-    sig = types.void(types.int32, types.int32, types.int64, types.int64, real, types.uintp, types.int64,
-                     types.uintp, types.int64, real, types.uintp, types.int64)
-    return types.ExternalFunction(_SYMBOLS[name], sig)
-
-
-_sgemv = _declare_gemv("sgemv", types.float32)
-_dgemv = _declare_gemv("dgemv", types.float64)
+_sgemv = _declare("sgemv", types.float32)
+_dgemv = _declare("dgemv", types.float64)
 
 
 @njit(cache=True, nogil=True)
