@@ -1,9 +1,11 @@
-"""What bounds batch-1 CSR and pruned-int8 here: the 16-lane AVX-512 gather of the activations.
+"""What bounds batch-1 CSR and pruned-int8 here: fetching the sixteen activations of every sixteen nonzeros.
 
 On one thread, sums 2**20 activations picked by random column ids from a 4096-float table (16 KB, in L1):
-with bare ``vgatherdps`` (four accumulators), with scalar loads, and with numaccel's own batch-1 pruned-int8
-inner loop (``csr_cpu._row_dot16_gather``: uint16 ids widened, gather, int8 codes converted, FMA, prefetch),
-the ids streamed (4 MB, 1 MB as uint16) or held in L1 (16 KB). Prints nanoseconds per element and cycles
+with bare ``vgatherdps`` (four accumulators), with scalar loads, and with numaccel's own batch-1 inner
+loops on uint16 ids: ``gather`` (``csr_cpu._row_dot16_gather``: ids widened, gather, int8 codes converted,
+FMA, prefetch) and ``lanes-prefetch`` (``csr_cpu._row_dot16_pf``: four ids per 64-bit load, sixteen loads
+inserted into the lanes of a vector, codes or float32 values, FMA, prefetch), the ids streamed (4 MB, 1 MB
+as uint16) or held in L1 (16 KB). Prints nanoseconds per element and cycles
 per sixteen at the nominal clock; compare the rows of one run (the machine's speed drifts).
 
     python bench/gather_micro.py
@@ -18,7 +20,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from numaccel._kernels.csr_cpu import _PTR8, _row_dot16_gather
+from numaccel._kernels.csr_cpu import _PTR8, _row_dot16_gather, _row_dot16_pf
 from numaccel.benchmarks import host
 
 I32, I64 = ir.IntType(32), ir.IntType(64)
@@ -75,23 +77,36 @@ def numaccel_int8_row(idx, x, codes):
     return _row_dot16_gather(idx, codes, 0, idx.size, x)
 
 
+@njit
+def numaccel_int8_lanes(idx, x, codes):
+    return _row_dot16_pf(idx, codes, 0, idx.size, x)
+
+
+@njit
+def numaccel_fp32_lanes(idx, x, values):
+    return _row_dot16_pf(idx, values, 0, idx.size, x)
+
+
 def main() -> None:
     print(host.line())
     ghz = (host.describe().get("mhz") or 2100.0) / 1000
     rng = np.random.default_rng(0)
     x = rng.standard_normal(4096).astype(np.float32)
     codes = rng.integers(-127, 128, 1 << 20).astype(np.int8)
+    values = rng.standard_normal(1 << 20).astype(np.float32)
     idx = rng.integers(0, 4096, 1 << 20).astype(np.int32)
     cases = [("ids streamed", idx), ("ids in L1", idx[: 1 << 12].copy())]
     for name, ids in cases:
-        for fn, a in ((gather, ids), (scalar, ids), (numaccel_int8_row, ids.astype(np.uint16))):
-            fn(a, x, codes)
+        u16 = ids.astype(np.uint16)
+        for fn, a, v in ((gather, ids, codes), (scalar, ids, codes), (numaccel_int8_row, u16, codes),
+                         (numaccel_int8_lanes, u16, codes), (numaccel_fp32_lanes, u16, values)):
+            fn(a, x, v)
             reps = max(1, (1 << 22) // a.size)
             ts = []
             for _ in range(15):
                 t0 = time.perf_counter()
                 for _ in range(reps):
-                    fn(a, x, codes)
+                    fn(a, x, v)
                 ts.append((time.perf_counter() - t0) / reps)
             per16 = statistics.median(ts) / (a.size / 16)
             print(f"{name}, {fn.__name__}: {per16 / 16 * 1e9:.3f} ns per element, {per16 * ghz * 1e9:.1f} cycles "
