@@ -72,6 +72,28 @@ def test_csr_gemv_variants_agree(rng, monkeypatch, serial, idx):
             np.testing.assert_array_equal(got[v], got["lanes"])
 
 
+@pytest.mark.parametrize("idx", [np.int32, np.uint16], ids=["int32", "uint16"])
+def test_csr_gemv_tail_ignores_the_next_rows(rng, idx):
+    """A row's last 1-15 nonzeros read sixteen stored values where the arrays hold them, the next rows' among
+    them: an activation only the next rows use may be inf or NaN without touching the row's result."""
+    k = 64
+    rows = [np.sort(rng.choice(k - 2, size=i % 20, replace=False)) for i in range(30)]
+    rows[7] = np.array([k - 2, k - 1])  # the only row that reads the last two activations
+    indptr = np.concatenate([[0], np.cumsum([r.size for r in rows])]).astype(np.int32)
+    indices = np.concatenate(rows).astype(idx)
+    w = na.CSRWeight(indptr, indices, rng.standard_normal(indices.size).astype(np.float32), (30, k))
+    x = rng.standard_normal(k).astype(np.float32)
+    x[k - 2], x[k - 1] = np.inf, np.nan
+    for weight in (w, na.quantize(w)):
+        ref = ref_linear(np.where(np.isfinite(x), x, 0)[None], weight)[0]
+        for v in GEMV_VARIANTS:
+            with wisdom.forced({"csr-gemv": v}):
+                out = na.linear(x, weight, out=np.full(30, -1.0, dtype=np.float32))
+            assert np.isnan(out[7]), v
+            keep = np.arange(30) != 7
+            np.testing.assert_allclose(out[keep], ref[keep], rtol=1e-5, atol=1e-5 * np.abs(ref).max())
+
+
 def test_gather_variant_on_wide_rows(rng):
     """Indices spread over a wide K (a gather's lanes far apart) and the last column used."""
     n, k = 33, 70_000

@@ -69,6 +69,11 @@ def _spmv_q_vec_range(indptr, indices, q, scales, gptr, gs, r0, r1, x, variant, 
     for i in range(r0, r1):
         start = np.int64(indptr[i])
         end = np.int64(indptr[i + 1])
+        if end - start <= gs:  # one group (every row, with per-row scales): no group loop around the dot
+            # (an empty row has no scale of its own)
+            d = _row_dot16_variant(indices, q, start, end, x, variant)
+            out[i] = scales[gptr[i]] * d if end > start else np.float32(0)
+            continue
         acc = np.float32(0)
         g = gptr[i]
         for s in range(start, end, gs):
