@@ -400,8 +400,6 @@ def _row_dot16_typer(gather, prefetch, indices, data, start, end, x):
         mty = ir.VectorType(ir.IntType(1), lanes)
         fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v16f32")
         ext = builder.sext if idx_t.dtype.signed else builder.zext
-        bextr = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i64]),
-                                               "llvm.x86.bmi.bextr.64")
 
         def xval(p):
             k = ext(builder.load(builder.gep(ia.data, [p])), i64)
@@ -433,6 +431,8 @@ def _row_dot16_typer(gather, prefetch, indices, data, start, end, x):
             if idx_t.dtype.bitwidth == 16:
                 # four 16-bit column ids per 64-bit load, split by shifts: 4 loads instead of 16
                 base = builder.bitcast(builder.gep(ia.data, [p]), i64.as_pointer())
+                bextr = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i64, [i64, i64]),
+                                                       "llvm.x86.bmi.bextr.64") if _BEXTR else None
                 for q in range(lanes // 4):
                     four = builder.load(builder.gep(base, [ir.Constant(i64, q)]), align=2)
                     for j in range(4):
