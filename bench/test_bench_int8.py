@@ -32,7 +32,8 @@ from numaccel.plan import amx as _amx
 
 QUICK = os.environ.get("NUMACCEL_BENCH_QUICK") == "1"
 SHAPES = [(4096, 4096)] if QUICK else [(4096, 4096), (11008, 4096)]
-BATCHES = [1, 8, 64, 256]
+BATCHES = [1, 8, 64, 256, 1024]
+LARGE_BATCH = 1024  # numaccel and dense NumPy only, 4096 x 4096 per-channel: "never slower than dense at any batch"
 L3_BYTES = host.llc_bytes()  # the host's last-level cache, from sysfs
 TARGET_SECONDS = 0.3 if QUICK else 0.8  # measuring time per benchmark
 BLAS = "openblas-env-unset" if "OPENBLAS_CORETYPE" not in os.environ else "openblas-env-set"
@@ -57,6 +58,9 @@ def _cases():
                     for impl in IMPLS:
                         if g is not None and not impl.startswith("numaccel") and b != 64:
                             continue  # anchors of the grouped cases only where it adds a comparison
+                        if b == LARGE_BATCH and (g is not None or (n, k) != (4096, 4096)
+                                                 or impl not in ("numaccel", "numaccel-w8a8", "numpy")):
+                            continue
                         name = f"{impl}-{n}x{k}-g{g}-B{b}-{weights}"
                         yield pytest.param(n, k, g, b, weights, impl, id=name)
 

@@ -53,6 +53,11 @@ INT8_KC_VNNI = 512
 # batches"); smaller batches convert inside the tiles.
 INT8_CONVERT_MIN_B = 128
 INT8_KC_CONVERT = 128
+# Panel kernels take a batch in passes of at most this many activation rows (float32 weight-only; uint8
+# codes for W8A8 VNNI), so that a pass's activations stay in the last-level cache while every panel reads
+# them (docs/performance.md, "Batches in passes").
+INT8_ROWS_PER_PASS = 256
+INT8_ROWS_PER_PASS_U8 = 512
 # Batches larger than this copy their activations into blocks of about INT8_KX_* features (rows that far
 # apart rather than K; many rows K apart share cache sets and evict each other). The W8A8 path always
 # writes its quantized activations in blocks.

@@ -183,3 +183,40 @@ def test_weight_only_block_conversion_is_the_same_product(rng, parity, monkeypat
         np.testing.assert_array_equal(na.linear(x, qw, out=out), in_tiles)
     if x.shape[0]:
         parity(in_tiles, ref_linear(x, qw))
+
+
+@pytest.mark.parametrize("shape", [(70, 150, 23), (65, 129, 70), (9, 40, 1)])
+@pytest.mark.parametrize("group_size", [None, 32])
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("convert", [False, True], ids=["in-tiles", "converted"])
+def test_weight_only_batch_passes_are_the_same_product(rng, parity, monkeypatch, shape, group_size, symmetric,
+                                                       convert):
+    """Large batches run in passes of at most INT8_ROWS_PER_PASS rows: each row's result is the same bit
+    for bit however the batch is cut, and every output row is written."""
+    from numaccel import _config
+
+    _, qw, x = _case(rng, shape, group_size, symmetric, np.float32)
+    monkeypatch.setattr(_config, "INT8_CONVERT_MIN_B", 1 if convert else 1 << 30)
+    monkeypatch.setattr(_config, "INT8_ROWS_PER_PASS", 1 << 30)
+    whole = na.linear(x, qw)
+    for rows in (1, 4, 7, 16, 64):
+        monkeypatch.setattr(_config, "INT8_ROWS_PER_PASS", rows)
+        out = np.full(whole.shape, np.nan, np.float32)
+        np.testing.assert_array_equal(na.linear(x, qw, out=out), whole)
+    parity(whole, ref_linear(x, qw))
+
+
+@pytest.mark.parametrize("shape", [(70, 150, 23), (65, 132, 9)])
+@pytest.mark.parametrize("group_size", [None, 32])
+def test_w8a8_batch_passes_are_the_same_product(rng, parity, monkeypatch, w8a8_path, shape, group_size):
+    """W8A8 batches run in passes of at most INT8_ROWS_PER_PASS_U8 rows: the same result bit for bit."""
+    from numaccel import _config
+
+    _, qw, x = _case(rng, shape, group_size, True, np.float32)
+    monkeypatch.setattr(_config, "INT8_ROWS_PER_PASS_U8", 1 << 30)
+    whole = na.linear(x, qw, activation_quant="int8")
+    for rows in (1, 3, 8):
+        monkeypatch.setattr(_config, "INT8_ROWS_PER_PASS_U8", rows)
+        out = np.full(whole.shape, np.nan, np.float32)
+        np.testing.assert_array_equal(na.linear(x, qw, activation_quant="int8", out=out), whole)
+    parity(whole, ref_linear_w8a8(x, qw))

@@ -243,16 +243,18 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
     with _config.kernel_guard():
         if quant is None and x.dtype == np.float32 and _USE_PANELS:
             panels, sT, zT = _panels(w, v)
-            if B > _config.INT8_PACK_MIN_B:
-                kx = _block(k, v.gs, g, _config.INT8_KX_F32)
-                xp = np.empty((-(-k // kx), B, kx), dtype=np.float32)
-                int8_cpu._pack_blocks(x, xp)
-            else:
-                xp = x.reshape(1, B, k)
-            xsum = _group_sums(x, v.gs, g) if v.has_zp else np.zeros((B, g), dtype=np.float32)
             convert = _panels_variant(w, B) == "convert"
             kc = _config.INT8_KC_CONVERT if convert else _config.INT8_KC_F32
-            int8_cpu._qmm_int8_panels(panels, sT, zT, v.gs, xp, xsum, kc, convert, out)
+            for r0, r1 in _row_passes(B, _config.INT8_ROWS_PER_PASS):
+                xr, nb = x[r0:r1], r1 - r0
+                if nb > _config.INT8_PACK_MIN_B:
+                    kx = _block(k, v.gs, g, _config.INT8_KX_F32)
+                    xp = np.empty((-(-k // kx), nb, kx), dtype=np.float32)
+                    int8_cpu._pack_blocks(xr, xp)
+                else:
+                    xp = xr.reshape(1, nb, k)
+                xsum = _group_sums(xr, v.gs, g) if v.has_zp else np.zeros((nb, g), dtype=np.float32)
+                int8_cpu._qmm_int8_panels(panels, sT, zT, v.gs, xp, xsum, kc, convert, out[r0:r1])
         elif quant is None:
             xsum = _group_sums(x, v.gs, g) if v.has_zp else np.zeros((B, g), dtype=x.dtype)
             int8_cpu._qmm_int8_simple(w.qweight, v.s2, v.z2, v.gs, x, xsum, out)
@@ -261,15 +263,32 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
             vnni = _USE_VNNI and _USE_PANELS and (g8 == 1 or gs8 % 4 == 0)
             kp = -(-k // 4) * 4 if vnni else k  # vpdpbusd takes 4 features at a time
             kx = _block(kp, gs8, g8, _config.INT8_KX_U8) if vnni and B > 1 else kp
-            xu = np.empty((-(-kp // kx), B, kx), dtype=np.uint8)
-            sx = np.empty(B, dtype=np.float64)
-            qxsum = np.empty((B, g8), dtype=np.int32)
             quantize_rows = int8_cpu._quantize_rows_u8 if B > 2 else int8_cpu._quantize_rows_u8_serial
-            quantize_rows(x, gs8, xu, sx, qxsum)
             if vnni:
                 panels4, corrT, sT, zT = _panels4(w, v)
                 gs4 = panels4.shape[1] if g8 == 1 else gs8 // 4
-                int8_cpu._w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, _config.INT8_KC_VNNI // 4,
-                                           out)
-            else:
-                int8_cpu._w8a8_simple(w.qweight, s8, z8, gs8, xu, sx, qxsum, out)
+            for r0, r1 in _row_passes(B, _config.INT8_ROWS_PER_PASS_U8 if vnni else B):
+                nb = r1 - r0
+                xu = np.empty((-(-kp // kx), nb, kx), dtype=np.uint8)
+                sx = np.empty(nb, dtype=np.float64)
+                qxsum = np.empty((nb, g8), dtype=np.int32)
+                quantize_rows(x[r0:r1], gs8, xu, sx, qxsum)
+                if vnni:
+                    int8_cpu._w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum,
+                                               _config.INT8_KC_VNNI // 4, out[r0:r1])
+                else:
+                    int8_cpu._w8a8_simple(w.qweight, s8, z8, gs8, xu, sx, qxsum, out)
+
+
+def _row_passes(b: int, rows: int) -> list:
+    """Return ``[(r0, r1), ...]``: ``b`` rows in balanced passes of at most ``rows`` rows.
+
+    300 rows at most 256 at a time run as 150 + 150, not 256 + 44.
+
+    Every panel kernel reads all the activation rows it is given once per panel; passes that fit in the
+    last-level cache, each re-reading the (compressed) weight, cost less than one pass over a batch that
+    does not (docs/performance.md, "Batches in passes").
+    """
+    passes = max(1, -(-b // max(1, rows)))
+    step = max(1, -(-b // passes))
+    return [(r0, min(r0 + step, b)) for r0 in range(0, b, step)]
