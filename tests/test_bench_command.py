@@ -123,6 +123,29 @@ def test_report_with_roofline_gives_fractions(tmp_path):
     assert "of ceiling" in report.markdown(table, "t", machine=machine)
 
 
+def test_bandwidth_ceiling_is_never_below_the_runs_own_dense_sgemv(tmp_path):
+    """Dense NumPy's batch-1 rows on cold weights time the roofline's own product: where they read faster
+    than the roofline's short sgemv measured, the fractions use their bandwidth, and the text says so."""
+    ours = _bench("numaccel", 1, 1e-3, nbytes=20_000_000, ops=100, compute="fp32")
+    fast = [ours, _bench("numpy", 1, 1e-3, nbytes=50_000_000)]  # 50 GB/s against the roofline's 40
+    paths = [_doc(tmp_path, "a.json", fast, ROOF),
+             _doc(tmp_path, "b.json", [ours, _bench("numpy", 1, 2.5e-3, nbytes=50_000_000)]),  # 20 GB/s
+             _doc(tmp_path, "c.json", [ours, _bench("numpy", 1, 0.8e-3, nbytes=50_000_000)])]  # 62.5 GB/s
+    machine = report.load_machine(paths)
+    roof = machine["roofline"]
+    assert roof["sgemv_gbs"] == 50.0 and roof["sgemv_gbs_roofline"] == 40.0  # the median over the files
+    text = report.headline(report.load(paths, combine="median"), "t", machine=machine)
+    assert "cold sgemv 40 GB/s" in text and "the 50 GB/s that dense NumPy's sgemv reached" in text
+    assert "40 % (20 GB/s)" in text
+    hot = [ours, dict(_bench("numpy", 1, 1e-4, nbytes=50_000_000))]
+    hot[1]["extra_info"]["weights"] = "hot"  # hot rows say nothing of the memory's bandwidth
+    slow = [ours, _bench("numpy", 1, 2.5e-3, nbytes=50_000_000)]
+    for benches in (hot, slow):
+        roof = report.load_machine([_doc(tmp_path, "d.json", benches, ROOF)])["roofline"]
+        assert roof["sgemv_gbs"] == 40.0 and "sgemv_gbs_dense" not in roof
+    assert report.load_machine([_doc(tmp_path, "e.json", fast)])["roofline"] is None  # no roofline: no fractions
+
+
 def test_fraction_rules():
     cpu1, cpu64 = {"batch": 1, "device": "cpu"}, {"batch": 64, "device": "cpu"}
     row = {"median": 1e-3, "nbytes": 4e7, "ops": 2e9, "compute": "int8-amx"}
