@@ -169,11 +169,11 @@ def load_machine(paths) -> dict:
         ``host``: the first :func:`numaccel.benchmarks.host.describe` found (``machine_info["host"]``, else a
         benchmark's ``extra_info["host"]``), or None; ``roofline``: each ceiling's median over the files
         whose ``machine_info`` holds a roofline (None for a ceiling no file measured), with ``measurements``
-        (how many files), or None where no file has one. Where the files also time dense NumPy at batch 1
-        on cold weights (the product the roofline's sgemv times, over more calls), the bandwidth ceiling
-        ``sgemv_gbs`` is the higher of the roofline's and the fastest such case's (its median over the
-        files), so that no figure is read against a ceiling the run itself exceeded; ``sgemv_gbs_roofline``
-        and ``sgemv_gbs_dense`` then keep both.
+        (how many files), or None where no file has one. Where the files also time dense NumPy (``impl``
+        ``"numpy"``, float32) at batch 1 on cold weights (the product the roofline's sgemv times, over more
+        calls), the bandwidth ceiling ``sgemv_gbs`` is the higher of the roofline's and the fastest such
+        case's (its median over the files), so that no figure is read against a ceiling the run itself
+        exceeded; ``sgemv_gbs_roofline`` and ``sgemv_gbs_dense`` then keep both.
     """
     desc, roofs = None, []
     dense = defaultdict(list)  # case -> GB/s of dense NumPy at batch 1 on cold weights, one per file
@@ -182,10 +182,10 @@ def load_machine(paths) -> dict:
         for b in doc.get("benchmarks", []):
             info, stats = b.get("extra_info") or {}, b.get("stats") or {}
             nbytes, t = info.get("nbytes"), stats.get("median")
-            if (impl_kind(str(info.get("impl", ""))) == "dense" and info.get("batch") == 1
+            if (info.get("impl") == "numpy" and info.get("batch") == 1 and info.get("dtype") == "float32"
                     and info.get("weights") == "cold" and info.get("device", "cpu") == "cpu"
                     and isinstance(nbytes, (int, float)) and isinstance(t, (int, float)) and nbytes > 0 and t > 0):
-                dense[(info.get("family"), info.get("N"), info.get("K"), info.get("impl"))].append(nbytes / t / 1e9)
+                dense[(info.get("family"), info.get("N"), info.get("K"))].append(nbytes / t / 1e9)
         mi = doc.get("machine_info") or {}
         if desc is None:
             desc = mi.get("host") or next(((b.get("extra_info") or {}).get("host") for b in doc.get("benchmarks", [])

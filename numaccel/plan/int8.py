@@ -267,7 +267,7 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
             if vnni:
                 panels4, corrT, sT, zT = _panels4(w, v)
                 gs4 = panels4.shape[1] if g8 == 1 else gs8 // 4
-            for r0, r1 in _row_passes(B, _config.INT8_ROWS_PER_PASS_U8 if vnni else B):
+            for r0, r1 in _row_passes(B, _config.INT8_ROWS_PER_PASS_U8 if vnni else B):  # portable: one pass
                 nb = r1 - r0
                 xu = np.empty((-(-kp // kx), nb, kx), dtype=np.uint8)
                 sx = np.empty(nb, dtype=np.float64)
@@ -277,7 +277,7 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
                     int8_cpu._w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum,
                                                _config.INT8_KC_VNNI // 4, out[r0:r1])
                 else:
-                    int8_cpu._w8a8_simple(w.qweight, s8, z8, gs8, xu, sx, qxsum, out)
+                    int8_cpu._w8a8_simple(w.qweight, s8, z8, gs8, xu, sx, qxsum, out[r0:r1])
 
 
 def _row_passes(b: int, rows: int) -> list:
