@@ -387,9 +387,14 @@ def test_headline(benchmark, family, impl, batch):
         assert err < 0.1, f"{impl}: relative error {err:.3g} against the float product"
     else:
         assert err < 1e-4, f"{impl}: relative error {err:.3g} against the dense product"
-    t0 = time.perf_counter()
-    fn()
-    est = max(time.perf_counter() - t0, 1e-6)
+    ests = []
+    for _ in range(3):  # the median of three: one slow call on a shared machine would cut the rounds tenfold
+        t0 = time.perf_counter()
+        fn()
+        ests.append(time.perf_counter() - t0)
+        if ests[-1] > CAP_SECONDS:
+            break
+    est = max(sorted(ests)[len(ests) // 2], 1e-6)
     if est > CAP_SECONDS:
         pytest.skip(f"{impl} over the size cap: one call took {est:.2f} s")
     rounds = int(min(500, max(5, cfg["target"] / est)))
