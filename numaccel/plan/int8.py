@@ -245,10 +245,10 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
             panels, sT, zT = _panels(w, v)
             convert = _panels_variant(w, B) == "convert"
             kc = _config.INT8_KC_CONVERT if convert else _config.INT8_KC_F32
+            kx = _block(k, v.gs, g, _config.INT8_KX_F32)
             for r0, r1 in _row_passes(B, _config.INT8_ROWS_PER_PASS):
                 xr, nb = x[r0:r1], r1 - r0
                 if nb > _config.INT8_PACK_MIN_B:
-                    kx = _block(k, v.gs, g, _config.INT8_KX_F32)
                     xp = np.empty((-(-k // kx), nb, kx), dtype=np.float32)
                     int8_cpu._pack_blocks(xr, xp)
                 else:
@@ -263,7 +263,6 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
             vnni = _USE_VNNI and _USE_PANELS and (g8 == 1 or gs8 % 4 == 0)
             kp = -(-k // 4) * 4 if vnni else k  # vpdpbusd takes 4 features at a time
             kx = _block(kp, gs8, g8, _config.INT8_KX_U8) if vnni and B > 1 else kp
-            quantize_rows = int8_cpu._quantize_rows_u8 if B > 2 else int8_cpu._quantize_rows_u8_serial
             if vnni:
                 panels4, corrT, sT, zT = _panels4(w, v)
                 gs4 = panels4.shape[1] if g8 == 1 else gs8 // 4
@@ -272,6 +271,7 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
                 xu = np.empty((-(-kp // kx), nb, kx), dtype=np.uint8)
                 sx = np.empty(nb, dtype=np.float64)
                 qxsum = np.empty((nb, g8), dtype=np.int32)
+                quantize_rows = int8_cpu._quantize_rows_u8 if nb > 2 else int8_cpu._quantize_rows_u8_serial
                 quantize_rows(x[r0:r1], gs8, xu, sx, qxsum)
                 if vnni:
                     int8_cpu._w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum,
