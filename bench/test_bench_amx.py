@@ -26,7 +26,7 @@ import pytest
 import numaccel as na
 from numaccel import _config
 from numaccel.benchmarks import host
-from numaccel.benchmarks.rotation import Rotation
+from numaccel.benchmarks.rotation import Rotation, call_seconds
 from numaccel.plan import amx as _amx
 
 N = K = 4096
@@ -104,9 +104,7 @@ def test_w8a8(benchmark, monkeypatch, impl, batch):
     copies = len(ws) if impl.startswith("numaccel") else len(models)
     for _ in range(copies + 1):  # untimed warm-up: compiles, packs every copy, starts the threads
         fn()
-    t0 = time.perf_counter()
-    fn()
-    rounds = int(min(300, max(10, TARGET_SECONDS / max(time.perf_counter() - t0, 1e-5))))
+    rounds = int(min(300, max(10, TARGET_SECONDS / max(call_seconds(fn), 1e-5))))
     time.sleep(0.2)
     benchmark.group = f"w8a8-{N}x{K}-B{batch}-cold"
     benchmark.extra_info.update(dict(

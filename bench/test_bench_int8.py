@@ -27,7 +27,7 @@ import pytest
 import numaccel as na
 from numaccel import _config
 from numaccel.benchmarks import host
-from numaccel.benchmarks.rotation import Rotation
+from numaccel.benchmarks.rotation import Rotation, call_seconds
 from numaccel.plan import amx as _amx
 
 QUICK = os.environ.get("NUMACCEL_BENCH_QUICK") == "1"
@@ -150,9 +150,7 @@ def test_int8_linear(benchmark, n, k, group_size, batch, weights, impl):
         ref = x.reshape(-1, k).astype(np.float64) @ last(ws["W"]).T.astype(np.float64)
         y = y.numpy() if torch is not None and isinstance(y, torch.Tensor) else y
         info["rel_err"] = _rel_err(np.reshape(y, ref.shape), ref)
-    t0 = time.perf_counter()
-    fn()
-    est = max(time.perf_counter() - t0, 1e-5)
+    est = max(call_seconds(fn), 1e-5)
     rounds = int(min(400, max(5, TARGET_SECONDS / est)))
     time.sleep(0.25)  # let the previous library's spinning threads go idle
     benchmark.group = f"int8-{n}x{k}-g{group_size}-B{batch}-{weights}"

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from numaccel import cli
-from numaccel.benchmarks import command, host, plugin, report, roofline, suite_headline
+from numaccel.benchmarks import command, host, plugin, report, roofline, rotation, suite_headline
 
 
 @pytest.mark.parametrize("argv", [
@@ -206,3 +206,17 @@ def test_suite_settings_defaults():
     assert cfg["shape"] == (4096, 4096) and cfg["weights"] == "cold" and cfg["batches"] == (1, 64)
     assert cfg["libraries"] == suite_headline.LIBRARIES
     assert suite_headline.settings({"NUMACCEL_BENCH_SHAPE": "512x256"})["shape"] == (512, 256)
+
+
+def test_call_seconds_is_the_median_and_stops_past_the_cap(monkeypatch):
+    # a fake clock: each call of fn advances it by the next duration
+    durations = iter([0.010, 0.500, 0.020, 5.0, 0.01])
+    now = [0.0]
+
+    def fn():
+        now[0] += next(durations)
+
+    monkeypatch.setattr(rotation.time, "perf_counter", lambda: now[0])
+    assert rotation.call_seconds(fn) == pytest.approx(0.020)  # one slow call of three is not followed
+    assert rotation.call_seconds(fn, cap=1.0) == pytest.approx(5.0)  # past the cap: no further calls
+    assert next(durations) == 0.01

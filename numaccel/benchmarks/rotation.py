@@ -6,7 +6,9 @@ and every call meets "cold" weights, as a real model's layers do.
 
 from __future__ import annotations
 
-__all__ = ["Rotation"]
+import time
+
+__all__ = ["Rotation", "call_seconds"]
 
 
 class Rotation:
@@ -31,3 +33,26 @@ class Rotation:
     def last(self, seq):
         """Return the element of ``seq`` the latest :meth:`pick` returned."""
         return seq[self.calls % len(seq)]
+
+
+def call_seconds(fn, cap: float = float("inf"), calls: int = 3) -> float:
+    """Return the median time of ``calls`` calls of ``fn`` (seconds), to size a benchmark's rounds.
+
+    A single call on a shared machine can run ten times slow and would cut the rounds as much; the median
+    of three does not follow one such call. Stops early (returning that call's time) once a call takes
+    more than ``cap`` seconds.
+
+    Examples
+    --------
+    >>> from numaccel.benchmarks.rotation import call_seconds
+    >>> 0 <= call_seconds(lambda: sum(range(100))) < 1
+    True
+    """
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+        if times[-1] > cap:
+            return times[-1]
+    return sorted(times)[len(times) // 2]

@@ -45,7 +45,7 @@ import numpy as np
 import numaccel as na
 from numaccel import _config
 from numaccel.benchmarks import host
-from numaccel.benchmarks.rotation import Rotation
+from numaccel.benchmarks.rotation import Rotation, call_seconds
 
 __all__ = ["CASES", "LIBRARIES", "SPARSITY", "pytest_generate_tests", "settings", "test_headline"]
 
@@ -387,14 +387,7 @@ def test_headline(benchmark, family, impl, batch):
         assert err < 0.1, f"{impl}: relative error {err:.3g} against the float product"
     else:
         assert err < 1e-4, f"{impl}: relative error {err:.3g} against the dense product"
-    ests = []
-    for _ in range(3):  # the median of three: one slow call on a shared machine would cut the rounds tenfold
-        t0 = time.perf_counter()
-        fn()
-        ests.append(time.perf_counter() - t0)
-        if ests[-1] > CAP_SECONDS:
-            break
-    est = max(sorted(ests)[len(ests) // 2], 1e-6)
+    est = max(call_seconds(fn, CAP_SECONDS), 1e-6)
     if est > CAP_SECONDS:
         pytest.skip(f"{impl} over the size cap: one call took {est:.2f} s")
     rounds = int(min(500, max(5, cfg["target"] / est)))
