@@ -81,3 +81,27 @@ def test_workqueue_fallback_lock(tmp_path):
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "workqueue-ok" in proc.stdout
+
+
+def test_num_threads_follows_numba_in_every_python_thread():
+    import numba
+
+    total = numba.config.NUMBA_NUM_THREADS
+    before = numba.get_num_threads()
+    try:
+        assert _config.num_threads() == before
+        numba.set_num_threads(1)
+        assert _config.num_threads() == 1
+
+        def other():  # the count is per Python thread: a new thread starts from the default
+            seen = [_config.num_threads() == numba.get_num_threads()]
+            numba.set_num_threads(1)
+            seen.append(_config.num_threads() == 1)
+            return seen
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            assert pool.submit(other).result() == [True, True]
+        numba.set_num_threads(total)
+        assert _config.num_threads() == total == numba.get_num_threads()
+    finally:
+        numba.set_num_threads(before)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import threading
 
-import numba
 import numpy as np
 
 from .. import _config
@@ -84,7 +83,7 @@ def row_bounds(w, nchunks: int) -> np.ndarray:
 
 
 def _nchunks() -> int:
-    return _config.CSR_CHUNKS_PER_THREAD * numba.get_num_threads()
+    return _config.CSR_CHUNKS_PER_THREAD * _config.num_threads()
 
 
 def chunk_bounds(w) -> np.ndarray:

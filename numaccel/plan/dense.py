@@ -11,7 +11,6 @@ build; elsewhere (another BLAS, ``_config.DENSE_SPLIT_BLAS`` False) in ``numpy.m
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 
 from .. import _config
@@ -91,7 +90,7 @@ def linear(w: np.ndarray, x: np.ndarray, out: np.ndarray, quant) -> None:
             n, k = w.shape
             serial = n * k * x.shape[0] <= _config.DENSE_BLAS_SERIAL_WORK
             with _config.kernel_guard():
-                dense_blas.gemm(x, w, out, 1 if serial else numba.get_num_threads())
+                dense_blas.gemm(x, w, out, 1 if serial else _config.num_threads())
             return
         np.matmul(x, w.T, out=out)
         return
@@ -101,6 +100,6 @@ def linear(w: np.ndarray, x: np.ndarray, out: np.ndarray, quant) -> None:
     if n * k * x.shape[0] <= _config.DENSE_SERIAL_WORK:
         _kernels._gemv_rows(w, x, 0, n, out)
         return
-    chunks = min(n, _config.CSR_CHUNKS_PER_THREAD * numba.get_num_threads())
+    chunks = min(n, _config.CSR_CHUNKS_PER_THREAD * _config.num_threads())
     with _config.kernel_guard():
         _kernels._gemv_parallel(w, x, chunks, out)
