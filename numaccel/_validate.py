@@ -94,6 +94,18 @@ def as_positive_int(value, name: str, *, allow_none: bool = False):
     return value
 
 
+def check_row_range(start, stop, n: int) -> tuple[int, int]:
+    """``(start, stop)`` as ints for a block of rows ``start:stop`` of a weight with ``n`` rows:
+    integers with ``0 <= start < stop <= n`` (no negative or reversed bounds: a block is never empty)."""
+    for name, v in (("start", start), ("stop", stop)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral):
+            raise TypeError(f"{name} must be an integer row index, got {type(v).__name__}")
+    start, stop = int(start), int(stop)
+    if not 0 <= start < stop <= n:
+        raise ValueError(f"row block {start}:{stop} must satisfy 0 <= start < stop <= {n} (the weight's rows)")
+    return start, stop
+
+
 def check_out(out, shape: tuple, dtype: np.dtype, name: str = "out", *, inputs: dict | None = None) -> np.ndarray:
     """Validate a caller-supplied output array: exact shape and dtype, C-contiguous, writable, and sharing
     no memory with any of ``inputs`` (name -> array): a kernel that wrote into its own input would read

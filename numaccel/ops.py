@@ -71,7 +71,8 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
         refused: convert it once with :meth:`CSRWeight.from_scipy`.
     bias : ndarray, shape (N,), float32 or float64, optional
     out : ndarray, optional, keyword-only
-        C-contiguous, shape ``(..., N)``, of the result dtype; every element is overwritten.
+        C-contiguous, shape ``(..., N)``, of the result dtype, sharing no memory with ``x``, a dense
+        ``weight`` or ``bias``; every element is overwritten.
     device : {None, "cpu", "cuda"}, keyword-only
         None runs where the weight lives; ``"cpu"`` refuses a device-resident weight; ``"cuda"`` copies a
         host weight to the GPU once (cached) and runs there.
@@ -97,10 +98,10 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
         the conversion), ``client=`` without a sharded weight or dask array.
     ValueError
         ``x.shape[-1] != K``, a bad ``bias`` or ``out`` (wrong shape, not C-contiguous, read-only, or sharing
-        memory with ``x``), ``device="cpu"`` with a device-resident weight, an ``activation_quant`` the
-        format does not support; ``activation_quant="int8"`` on an Int8Weight with several groups per row
-        longer than 66 311 features (with zero points) or 132 104 (without), or on a CSRInt8Weight whose
-        groups hold more than 132 104 stored values.
+        memory with ``x``, a dense weight or ``bias``), ``device="cpu"`` with a device-resident weight,
+        an ``activation_quant`` the format does not support; ``activation_quant="int8"`` on an Int8Weight
+        with several groups per row longer than 66 311 features (with zero points) or 132 104 (without),
+        or on a CSRInt8Weight whose groups hold more than 132 104 stored values.
 
     See Also
     --------
@@ -190,7 +191,7 @@ def linear(x, weight, bias=None, *, out=None, device=None, activation_quant=None
     if out is None:
         out = np.empty(shape, dtype=rdtype)
     else:
-        check_out(out, shape, rdtype, inputs={"x": x})
+        check_out(out, shape, rdtype, inputs={"x": x, "weight": weight, "bias": bias})
     if out.size:
         m = out.size // n
         x2 = x.reshape(m, k)

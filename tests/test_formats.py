@@ -184,3 +184,23 @@ def test_submodules_are_not_hidden():
             "print('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
+
+
+@pytest.mark.parametrize("fmt", ["dense", "csr", "csr-int8", "csr-int8-groups", "int8", "int8-groups"])
+def test_row_block_refuses_bounds_outside_the_rows(rng, fmt):
+    W = rng.standard_normal((6, 10)).astype(np.float32)
+    w = {"dense": lambda: W, "csr": lambda: na.prune(W, 0.5), "csr-int8": lambda: na.quantize(na.prune(W, 0.5)),
+         "csr-int8-groups": lambda: na.quantize(na.prune(W, 0.5), group_size=2),
+         "int8": lambda: na.quantize(W), "int8-groups": lambda: na.quantize(W, group_size=4)}[fmt]()
+    for start, stop in [(-2, -1), (-1, 6), (3, 1), (2, 2), (0, 7), (5, 100)]:
+        with pytest.raises(ValueError, match="0 <= start < stop <= 6"):
+            na.formats.row_block(w, start, stop)
+        if fmt != "dense":
+            with pytest.raises(ValueError, match="0 <= start < stop <= 6"):
+                w.row_block(start, stop)
+    for start, stop in [(1.0, 3), (0, "2"), (True, 2)]:
+        with pytest.raises(TypeError, match="integer row index"):
+            na.formats.row_block(w, start, stop)
+    blk = na.formats.row_block(w, np.int64(1), np.int32(4))  # NumPy integers are integers
+    assert blk.shape == (3, 10)
+    np.testing.assert_array_equal(na.formats.to_dense(blk), na.formats.to_dense(w)[1:4])

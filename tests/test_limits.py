@@ -319,3 +319,18 @@ def test_csr_indptr_width_chooser(rng, parity, monkeypatch):
             x = rng.standard_normal((b, 9)).astype(np.float32)
             parity(na.linear(x, w), ref_linear(x, w))
         np.testing.assert_array_equal(w.to_dense(), ref_linear(np.eye(9), w).T)
+
+
+def test_csr_in_features_past_int32_ids_are_refused():
+    # column ids are stored as int32 at most: K = 2**31 still fits (ids up to 2**31 - 1), more would wrap
+    one = (np.array([0, 1]), np.array([2**31 - 1], np.int64))
+    w = na.CSRWeight(*one, np.array([1.0], np.float32), (1, 2**31))
+    assert int(w.indices[0]) == 2**31 - 1
+    q = na.CSRInt8Weight(*one, np.array([3], np.int8), np.array([0.5], np.float32), (1, 2**31))
+    assert int(q.indices[0]) == 2**31 - 1
+    for k in (2**31 + 1, 2**32 + 10):
+        ids = np.array([k - 1], np.int64)
+        with pytest.raises(ValueError, match=r"shape\[1\] \(in_features\) must be at most 2\*\*31"):
+            na.CSRWeight(np.array([0, 1]), ids, np.array([1.0], np.float32), (1, k))
+        with pytest.raises(ValueError, match=r"at most 2\*\*31"):
+            na.CSRInt8Weight(np.array([0, 1]), ids, np.array([3], np.int8), np.array([0.5], np.float32), (1, k))

@@ -403,3 +403,14 @@ def test_out_sharing_memory_with_the_input_is_refused(rng, kind):
     B = rng.standard_normal((6, 6)).astype(np.float32)
     with pytest.raises(ValueError, match="out must not share memory with B"):
         na.spmm(na.prune(W, 0.5), B, out=B)
+    buf = rng.standard_normal((5, 6)).astype(np.float32)  # the bias is a row of the output buffer
+    with pytest.raises(ValueError, match="out must not share memory with bias"):
+        na.linear(x, w, buf[3], out=buf[:4])
+    if kind == "dense":  # the output written over the weight it reads
+        with pytest.raises(ValueError, match="out must not share memory with weight"):
+            na.linear(x, W, out=W[:4])
+    # rows of one buffer that do not overlap are separate arrays: allowed
+    ref = x.astype(np.float64) @ na.formats.to_dense(w).astype(np.float64).T + buf[4]
+    y = na.linear(x, w, buf[4], out=buf[:4])
+    assert np.shares_memory(y, buf[:4])
+    assert np.linalg.norm(y - ref) <= 1e-5 * np.linalg.norm(ref)

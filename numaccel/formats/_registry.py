@@ -21,6 +21,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from .._validate import check_row_range
+
 __all__ = [
     "WeightFormat", "FormatSpec", "register", "spec_of", "spec_for", "lookup", "registered",
     "name_of", "to_dense", "nbytes", "row_block", "to_arrays", "from_arrays", "is_trainable",
@@ -278,6 +280,9 @@ def density(weight) -> float:
 def row_block(weight, start: int, stop: int):
     """Rows ``start:stop`` of ``weight`` in its own format, as a new, independent object."""
     if isinstance(weight, np.ndarray):
+        if weight.ndim != 2:
+            raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
+        start, stop = check_row_range(start, stop, weight.shape[0])
         return np.array(weight[start:stop], order="C")
     spec_for(weight)
     return weight.row_block(start, stop)

@@ -15,6 +15,7 @@ from .._validate import (
     as_value_array,
     as_weight_matrix,
     check_compressed,
+    check_row_range,
     coordinates_to_csr,
     scipy_coordinates,
 )
@@ -23,6 +24,7 @@ from ._registry import WeightFormat, spec_for
 __all__ = ["CSRWeight"]
 
 _INT32_MAX = np.iinfo(np.int32).max
+_K_MAX = _INT32_MAX + 1  # the largest in_features whose column ids (0 .. K - 1) fit int32
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:
@@ -40,7 +42,16 @@ def _as_shape(shape) -> tuple[int, int]:
             raise TypeError(f"{name} must be an integer, got {type(v).__name__}")
         if v < 0:
             raise ValueError(f"{name} must be non-negative, got {v}")
-    return int(n), int(k)
+    return int(n), _in_features(k)
+
+
+def _in_features(k) -> int:
+    """``k`` (in_features) as an int, refused past ``2**31``: column ids are stored as int32 at most."""
+    k = int(k)
+    if k > _K_MAX:
+        raise ValueError(f"shape[1] (in_features) must be at most 2**31 = {_K_MAX} (column ids are stored as "
+                         f"int32), got {k}")
+    return k
 
 
 class _RowPattern:
@@ -100,8 +111,8 @@ class CSRWeight(_RowPattern, WeightFormat):
     -----
     The arrays are validated completely once, copied and made read-only, so calls to the kernels cost
     O(1) in checks. ``indptr`` is kept as int32 (int64 when ``nnz >= 2**31``); the column ids are stored
-    once, as uint16 when ``K <= 65536`` (6 bytes per nonzero with the value) and int32 otherwise, and
-    the ``indices`` attribute returns them as stored.
+    once, as uint16 when ``K <= 65536`` (6 bytes per nonzero with the value) and int32 otherwise (so
+    ``K`` is at most ``2**31``), and the ``indices`` attribute returns them as stored.
 
     ``linear`` and ``spmm`` read the stored arrays directly (never a dense copy); which kernel runs is
     decided by :mod:`numaccel.plan.csr`. Results do not depend on the thread count.
@@ -161,7 +172,7 @@ class CSRWeight(_RowPattern, WeightFormat):
         """
         n, k = shape
         self = cls.__new__(cls)
-        self._shape = (int(n), int(k))
+        self._shape = (int(n), _in_features(k))
         nnz = int(data.size)
         self._indptr = _frozen(np.asarray(indptr, dtype=np.int32 if nnz <= _INT32_MAX else np.int64))
         narrow = np.uint16 if k <= _config.NARROW_INDEX_MAX else np.int32
@@ -258,6 +269,7 @@ class CSRWeight(_RowPattern, WeightFormat):
 
     def row_block(self, start: int, stop: int) -> CSRWeight:
         """Rows ``start:stop`` as a new CSRWeight (copies of that block's arrays), in O(its nonzeros)."""
+        start, stop = check_row_range(start, stop, self._shape[0])
         lo, hi = int(self._indptr[start]), int(self._indptr[stop])
         return type(self)._trusted(self._indptr[start:stop + 1] - lo, self._kidx[lo:hi].copy(),
                                    self._data[lo:hi].copy(), (stop - start, self._shape[1]))

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_index_array, check_compressed, check_finite
+from .._validate import as_index_array, check_compressed, check_finite, check_row_range
 from ._registry import WeightFormat, spec_for
 from .csr import CSRWeight, _as_shape, _RowPattern
 from .int8 import _as_group_size
@@ -189,6 +189,7 @@ class CSRInt8Weight(_RowPattern, WeightFormat):
 
     def row_block(self, start: int, stop: int) -> CSRInt8Weight:
         """Return rows ``start:stop`` as a new weight (copies of that block's arrays)."""
+        start, stop = check_row_range(start, stop, self._shape[0])
         lo, hi = int(self._indptr[start]), int(self._indptr[stop])
         if self._group_size is None:
             s = self._scales[start:stop].copy()

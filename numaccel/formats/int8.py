@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_positive_int, check_finite
+from .._validate import as_positive_int, check_finite, check_row_range
 from ._registry import WeightFormat, spec_for
 
 __all__ = ["Int8Weight"]
@@ -233,6 +233,7 @@ class Int8Weight(WeightFormat):
 
     def row_block(self, start: int, stop: int) -> Int8Weight:
         """Rows ``start:stop`` with their scales and zero points, as a new Int8Weight (copies)."""
+        start, stop = check_row_range(start, stop, self._q.shape[0])
         zps = None if self._zps is None else self._zps[start:stop].copy()
         return type(self)._trusted(self._q[start:stop].copy(), self._scales[start:stop].copy(), zps,
                                    self._group_size)

@@ -111,7 +111,7 @@ def linear_sharded(x, weight, bias, *, out, device, quant, client):
     ])  # every shard's checks run here, on zero rows, before anything is sent
     shape = x.shape[:-1] + (n,)
     if out is not None:
-        check_out(out, shape, dtype, inputs={"x": x})
+        check_out(out, shape, dtype, inputs={"x": x, "bias": bias})
     result = np.empty(shape, dtype=dtype) if out is None else out
     if result.size == 0:
         return result
