@@ -28,7 +28,8 @@ by the formats' rules only).
 Reading is strict. A safetensors file is exactly an 8-byte little-endian header length, that many bytes of
 JSON header, and the tensors' bytes tiling the rest of the file: no gap, no overlap, no byte after the
 last tensor, the header padded with spaces only. An ``.npz`` file holds only ``.npy`` members of plain
-numeric dtypes (zip CRCs checked) and nothing before its first member or after its end record; the zip
+numeric dtypes, stored uncompressed as ``np.savez`` writes them (so a small file cannot inflate into a
+large allocation; zip CRCs checked), and nothing before its first member or after its end record; the zip
 bookkeeping that ``zipfile`` does not use (timestamps, attributes, the local copies of sizes) is not
 checked, as no value depends on it.
 """
@@ -328,6 +329,10 @@ def _parse_npz(blob: bytes) -> dict:
             name = info.filename
             if not name.endswith(".npy") or name[:-4] in tensors:
                 raise _Malformed(f"member {name!r} is not a .npy array with a name of its own")
+            if info.compress_type != zipfile.ZIP_STORED or info.compress_size != info.file_size:
+                # np.savez stores members as they are; inflating one could take far more memory than the file
+                raise _Malformed(f"member {name!r} is compressed; numaccel's .npz files store their members "
+                                 f"uncompressed (as np.savez writes them)")
             with archive.open(info) as f:
                 version = np.lib.format.read_magic(f)
                 if version == (1, 0):
@@ -527,9 +532,9 @@ def _build_layer(path: str, version: str, i: int, spec, tensors: dict):
                   if name != "bias" and _ARRAY_NAME.fullmatch(name)}
     try:
         weight = formats.from_arrays(fmt, arrays, params)
-    except KeyError as exc:  # a format's from_arrays that looks up what it needs without checking first
-        raise ValueError(f"{path}: layer {i} (format {fmt!r}) lacks {exc} among its arrays "
-                         f"{sorted(arrays)} and params {sorted(params)}") from None
+    except (TypeError, ValueError) as exc:  # the same kind of error, naming the file and the layer
+        kind = ValueError if isinstance(exc, ValueError) else TypeError
+        raise kind(f"{path}: layer {i} (format {fmt!r}): {exc}") from None
     if tuple(weight.shape) != (n, k):
         raise ValueError(
             f"{path}: layer {i}'s weight has shape {tuple(weight.shape)}, but the metadata says {(n, k)}"

@@ -750,6 +750,20 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
         na.load(path)
 
 
+def test_npz_with_compressed_members_is_refused(tmp_path):
+    """A deflated member could inflate far past the file's size: refused before it is read."""
+    path = tmp_path / "m.npz"
+    na.save(path, _tiny())
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    np.savez_compressed(path, **arrays)
+    with pytest.raises(ValueError, match="is compressed; numaccel's .npz files store their members uncompressed"):
+        na.load(path)
+    np.savez(path, **arrays)  # the same arrays, stored: loads
+    np.testing.assert_array_equal(na.load(path)(np.ones((1, _tiny().sizes[0]), np.float32)),
+                                  _tiny()(np.ones((1, _tiny().sizes[0]), np.float32)))
+
+
 def test_the_io_module_never_unpickles():
     """Arrays are read by numaccel's own .npy/.safetensors readers: no pickle, no np.load, no allow_pickle."""
     import inspect
