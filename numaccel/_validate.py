@@ -11,9 +11,21 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def plain_array(a, name: str):
+    """``a`` itself, or for an ndarray subclass (``numpy.matrix``, ``numpy.memmap``) a plain ndarray view of
+    it: the kernels take plain arrays only. A masked array is refused: its mask would be ignored."""
+    if type(a) is np.ndarray or not isinstance(a, np.ndarray):
+        return a
+    if isinstance(a, np.ma.MaskedArray):
+        raise TypeError(f"{name} is a numpy.ma.MaskedArray, whose mask numaccel would ignore; pass "
+                        f"{name}.filled(value), or {name}.data to use the stored values as they are")
+    return a.view(np.ndarray)
+
+
 def as_float_array(x, name: str, *, ndims=(1, 2)) -> np.ndarray:
     """Return ``x`` as an ndarray of float32 or float64 (no casting) with ``ndim`` in ``ndims`` (None: any
     number of dimensions from 1)."""
+    x = plain_array(x, name)
     if not isinstance(x, np.ndarray):
         if hasattr(x, "__cuda_array_interface__"):
             raise TypeError(f"{name} is a device array; pass device='cuda' or copy it to the host first")
@@ -43,6 +55,7 @@ def is_scipy_sparse(a) -> bool:
 
 def as_weight_matrix(w, name: str = "W") -> np.ndarray:
     """Return a dense 2-D floating weight (any float dtype) as float32, rejecting NaN/inf and other dtypes."""
+    w = plain_array(w, name)
     if not isinstance(w, np.ndarray):
         if is_scipy_sparse(w):
             rows, cols, vals, shape = scipy_coordinates(w, name)
@@ -110,7 +123,7 @@ def check_out(out, shape: tuple, dtype: np.dtype, name: str = "out", *, inputs: 
     """Validate a caller-supplied output array: exact shape and dtype, C-contiguous, writable, and sharing
     no memory with any of ``inputs`` (name -> array): a kernel that wrote into its own input would read
     values it had already overwritten."""
-    if not isinstance(out, np.ndarray):
+    if not isinstance(out, np.ndarray) or isinstance(out, (np.ma.MaskedArray, np.matrix)):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(out).__name__}")
     if out.dtype != dtype:
         raise TypeError(f"{name} must have dtype {dtype}, got {out.dtype}")
@@ -152,6 +165,7 @@ def check_features(x: np.ndarray, k: int, name: str = "x") -> np.ndarray:
 
 def as_index_array(a, name: str) -> np.ndarray:
     """``a`` as a 1-D integer ndarray (no casting); an empty list counts as integers."""
+    a = plain_array(a, name)
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)
@@ -168,6 +182,7 @@ def as_index_array(a, name: str) -> np.ndarray:
 
 def as_value_array(a, name: str, *, ndim: int = 1) -> np.ndarray:
     """``a`` as a floating-point ndarray with ``ndim`` dimensions (no casting)."""
+    a = plain_array(a, name)
     if not isinstance(a, np.ndarray):
         try:
             a = np.asarray(a)

@@ -20,6 +20,7 @@ from ._validate import (
     check_out,
     coordinates_to_csr,
     is_scipy_sparse,
+    plain_array,
     scipy_coordinates,
 )
 from .formats import spec_for, spec_of
@@ -47,6 +48,7 @@ def _quant(activation_quant, activations):
 
 
 def _dense_weight(weight: np.ndarray) -> np.ndarray:
+    weight = plain_array(weight, "weight")
     if weight.dtype not in (np.float32, np.float64):
         raise TypeError(f"weight must be float32 or float64, got {weight.dtype}; use weight.astype(np.float32)")
     if weight.ndim != 2:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._validate import as_fraction, as_weight_matrix
+from .formats import spec_of
 from .formats.csr import CSRWeight
 
 __all__ = ["magnitude_mask", "prune"]
@@ -26,6 +27,14 @@ def _keep_top(a: np.ndarray, keep: int) -> np.ndarray:
     tie = a == thr
     mask |= tie & (np.cumsum(tie, axis=1) <= need)
     return mask
+
+
+def _dense(W) -> np.ndarray:
+    """``W`` as a dense float32 matrix; a weight already in a compressed format is refused, not densified."""
+    if not isinstance(W, np.ndarray) and spec_of(W) is not None:
+        raise TypeError(f"W must be a dense array, got a {type(W).__name__}; pass W.to_dense() to prune its "
+                        f"dense form again")
+    return as_weight_matrix(W, "W")
 
 
 def magnitude_mask(W, sparsity: float, *, granularity: str = "tensor") -> np.ndarray:
@@ -66,7 +75,7 @@ def magnitude_mask(W, sparsity: float, *, granularity: str = "tensor") -> np.nda
     array([[False,  True],
            [ True, False]])
     """
-    W = as_weight_matrix(W, "W")
+    W = _dense(W)
     sparsity = as_fraction(sparsity, "sparsity")
     a = np.abs(W)
     if granularity == "tensor":
@@ -90,6 +99,6 @@ def prune(W, sparsity: float, *, granularity: str = "tensor") -> CSRWeight:
     >>> na.prune(W, sparsity=0.75).nnz
     3
     """
-    W = as_weight_matrix(W, "W")
+    W = _dense(W)
     mask = magnitude_mask(W, sparsity, granularity=granularity)
     return CSRWeight.from_dense(np.where(mask, W, np.float32(0)))

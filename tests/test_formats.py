@@ -204,3 +204,53 @@ def test_row_block_refuses_bounds_outside_the_rows(rng, fmt):
     blk = na.formats.row_block(w, np.int64(1), np.int32(4))  # NumPy integers are integers
     assert blk.shape == (3, 10)
     np.testing.assert_array_equal(na.formats.to_dense(blk), na.formats.to_dense(w)[1:4])
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_ndarray_subclasses_run_as_plain_arrays_and_masked_arrays_are_refused(rng):
+    W = rng.standard_normal((6, 5)).astype(np.float32)
+    x = rng.standard_normal((4, 5)).astype(np.float32)
+    for w in (W, np.asmatrix(W), na.prune(W, 0.0), na.quantize(W), na.quantize(na.prune(W, 0.0))):
+        dense = np.asarray(na.formats.to_dense(w) if not isinstance(w, np.ndarray) else w, np.float64)
+        got = na.linear(np.asmatrix(x), w)  # np.matrix: a plain (4, N) array comes back
+        assert type(got) is np.ndarray and got.shape == (4, 6)
+        np.testing.assert_allclose(got, x.astype(np.float64) @ dense.T, rtol=1e-5, atol=1e-5)
+        with pytest.raises(TypeError, match="x is a numpy.ma.MaskedArray"):
+            na.linear(np.ma.array(x, mask=False), w)
+        with pytest.raises(TypeError, match="out must be a numpy.ndarray"):
+            na.linear(x, w, out=np.asmatrix(np.empty((4, 6), np.float32)))
+    hidden = np.arange(30).reshape(6, 5) == 7  # a mask the kernels would ignore: a hidden NaN or code
+    mw = np.ma.array(np.where(hidden, np.nan, W).astype(np.float32), mask=hidden)
+    mq = np.ma.array(np.where(hidden, 100, 1).astype(np.int8), mask=hidden)
+    ms = np.ma.array(np.array([1, 1, -5, 1, 1, 1], np.float32), mask=[0, 0, 1, 0, 0, 0])
+    refused = {"weight": lambda: na.linear(x, mw), "W": lambda: na.prune(mw, 0.5),
+               "qweight": lambda: na.Int8Weight(mq, np.ones(6, np.float32)),
+               "scales": lambda: na.Int8Weight(np.ones((6, 5), np.int8), ms),
+               "data": lambda: na.CSRWeight(np.arange(7) * 5, np.tile(np.arange(5), 6), mw.ravel(), (6, 5)),
+               "bias": lambda: na.nn.Linear(W, ms)}
+    for name, make in refused.items():
+        with pytest.raises(TypeError, match=f"{name} is a numpy.ma.MaskedArray"):
+            make()
+
+
+def test_from_arrays_errors_name_what_is_missing():
+    arr = {"indptr": np.array([0, 1]), "indices": np.array([0]), "data": np.ones(1, np.float32)}
+    with pytest.raises(ValueError, match="a csr weight needs 'shape'"):
+        na.formats.from_arrays("csr", arr, {})
+    with pytest.raises(TypeError, match="params must be a mapping"):
+        na.formats.from_arrays("csr", arr, None)
+    W = np.ones((2, 3), np.float32)
+    with pytest.raises(ValueError, match="a dense weight has no parameters"):
+        na.formats.from_arrays("dense", {"weight": W}, {"x": 1})
+    with pytest.raises(TypeError, match="float32 or float64 ndarray"):
+        na.formats.from_arrays("dense", {"weight": W.astype(np.int32)}, {})
+    with pytest.raises(ValueError, match="must be finite"):
+        na.formats.from_arrays("dense", {"weight": np.full((2, 3), np.inf, np.float32)}, {})
+    assert na.formats.from_arrays("dense", {"weight": W}, {}) is W
+
+
+def test_pruning_a_compressed_weight_names_the_dense_form(rng):
+    w = na.prune(rng.standard_normal((4, 6)).astype(np.float32), 0.5)
+    for f in (lambda: na.prune(w, 0.75), lambda: na.magnitude_mask(na.quantize(w.to_dense()), 0.5)):
+        with pytest.raises(TypeError, match=r"W must be a dense array, got a (CSR|Int8)Weight; pass W.to_dense\(\)"):
+            f()

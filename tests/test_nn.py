@@ -349,3 +349,17 @@ def test_linear_activation_quant_of_its_own(rng):
         nn.Linear(w.dequantize(), activation_quant="int8")
     with pytest.raises(ValueError, match="None or 'int8'"):
         nn.Linear(w, activation_quant="fp8")
+
+
+def test_byte_swapped_weights_and_list_inputs(rng, parity):
+    W = rng.standard_normal((4, 3)).astype(np.float32)
+    b = rng.standard_normal(4).astype(np.float32)
+    layer = nn.Linear(W.astype(">f4"), b.astype(">f4"))  # the same values in the other byte order
+    x = rng.standard_normal((2, 3)).astype(np.float32)
+    parity(layer(x), ref_linear(x, W, b))
+    assert nn.Linear(W.astype(">f8")).dense_weight().dtype == np.float64
+    model = nn.Sequential([nn.ReLU(), nn.Linear(np.eye(2, dtype=np.float32))])
+    np.testing.assert_array_equal(model([1.0, -2.0]), [1.0, 0.0])  # a list, as Linear takes
+    np.testing.assert_allclose(nn.GELU()([1.0, -2.0]), [0.8413447460685429, -0.04550026389635842], rtol=1e-12)
+    with pytest.raises(TypeError, match="x must be float32 or float64"):
+        nn.ReLU()(np.ones(3, np.int64))

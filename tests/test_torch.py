@@ -259,3 +259,8 @@ def test_float64_state_dict_is_refused():
 def test_integer_tensor_is_refused():
     with pytest.raises(TypeError, match=r"state_dict\['weight'\] must be a floating-point tensor, got int32"):
         nn.MLP.from_torch({"weight": torch.ones((2, 2), dtype=torch.int32)})
+
+
+def test_meta_tensors_are_refused_naming_the_tensor():
+    with pytest.raises(TypeError, match=r"state_dict\['0.weight'\] is a meta tensor"):
+        nn.MLP.from_torch({"0.weight": torch.ones(2, 3, device="meta")})

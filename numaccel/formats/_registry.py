@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from .._validate import check_row_range
+from .._validate import FLOAT_DTYPES, check_finite, check_row_range, plain_array
 
 __all__ = [
     "WeightFormat", "FormatSpec", "register", "spec_of", "spec_for", "lookup", "registered",
@@ -300,12 +300,28 @@ def to_arrays(weight) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
 def from_arrays(name: str, arrays: Mapping[str, np.ndarray], params: Mapping[str, Any]):
     """Rebuild a weight saved by :func:`to_arrays`, validated by the format's own rules."""
     spec = lookup(name)
+    if not isinstance(arrays, Mapping):
+        raise TypeError(f"arrays must be a mapping of names to arrays, got {type(arrays).__name__}")
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping (use {{}} for none), got {type(params).__name__}")
     if spec.cls is np.ndarray:
-        extra = set(arrays) - {"weight"}
-        if "weight" not in arrays or extra or params:
+        if set(arrays) != {"weight"}:
             raise ValueError(f"a dense weight is saved as one array 'weight', got arrays {sorted(arrays)}")
-        return arrays["weight"]
-    return spec.cls.from_arrays(arrays, params)
+        if params:
+            raise ValueError(f"a dense weight has no parameters, got {sorted(params)}")
+        w = plain_array(arrays["weight"], "weight")
+        if not isinstance(w, np.ndarray) or w.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"a dense weight must be a float32 or float64 ndarray, got "
+                            f"{getattr(w, 'dtype', type(w).__name__)}")
+        if w.ndim != 2:
+            raise ValueError(f"a dense weight must be 2-D (out_features, in_features), got shape {w.shape}")
+        check_finite(w, "weight")
+        return w
+    try:
+        return spec.cls.from_arrays(arrays, params)
+    except KeyError as exc:  # a format's from_arrays that looks up what it needs without checking first
+        raise ValueError(f"a {name} weight needs {exc} among its arrays {sorted(arrays)} and params "
+                         f"{sorted(params)}") from None
 
 
 def is_trainable(weight) -> bool:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_index_array, check_compressed, check_finite, check_row_range
+from .._validate import as_index_array, check_compressed, check_finite, check_row_range, plain_array
 from ._registry import WeightFormat, spec_for
 from .csr import CSRWeight, _as_shape, _RowPattern
 from .int8 import _as_group_size
@@ -91,6 +91,7 @@ class CSRInt8Weight(_RowPattern, WeightFormat):
 
     def __init__(self, indptr, indices, qdata, scales, shape, *, group_size=None):
         n, k = _as_shape(shape)
+        qdata = plain_array(qdata, "qdata")
         if not isinstance(qdata, np.ndarray):
             qdata = np.asarray(qdata)
         if qdata.dtype != np.int8:
@@ -104,6 +105,7 @@ class CSRInt8Weight(_RowPattern, WeightFormat):
         check_compressed(indptr, indices, qdata.size, n, k, names=("indptr", "indices", "qdata"))
         # the rest of the structure (order within rows), by CSRWeight's rules; its values are placeholders
         structure = CSRWeight(indptr, indices, np.zeros(qdata.size, np.float32), (n, k))
+        scales = plain_array(scales, "scales")
         if not isinstance(scales, np.ndarray):
             scales = np.asarray(scales)
         if scales.dtype.kind != "f":

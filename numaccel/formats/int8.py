@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_positive_int, check_finite, check_row_range
+from .._validate import as_positive_int, check_finite, check_row_range, plain_array
 from ._registry import WeightFormat, spec_for
 
 __all__ = ["Int8Weight"]
@@ -106,6 +106,7 @@ class Int8Weight(WeightFormat):
                         "(numaccel.compress(model, int8=True))")
 
     def __init__(self, qweight, scales, zero_points=None, *, group_size=None):
+        qweight = plain_array(qweight, "qweight")
         if not isinstance(qweight, np.ndarray):
             qweight = np.asarray(qweight)
         if qweight.dtype != np.int8:
@@ -141,6 +142,7 @@ class Int8Weight(WeightFormat):
 
     @staticmethod
     def _check_params(a, name, want, group_size, kinds):
+        a = plain_array(a, name)
         if not isinstance(a, np.ndarray):
             a = np.asarray(a)
         if a.dtype.kind not in kinds or a.dtype == np.bool_:

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from .. import formats
-from .._validate import FLOAT_DTYPES, check_finite, is_scipy_sparse
+from .._validate import FLOAT_DTYPES, as_float_array, check_finite, is_scipy_sparse, plain_array
 from ..ops import linear
 
 __all__ = ["GELU", "Linear", "ReLU"]
@@ -17,6 +17,10 @@ def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
     """float32 and float64 as they are, narrower floats widened to float32; anything else a ``TypeError``."""
     if dtype in FLOAT_DTYPES:
         return dtype
+    if dtype.kind == "f" and not dtype.isnative:  # byte-swapped: the same values in this machine's order
+        dtype = dtype.newbyteorder("=")
+        if dtype in FLOAT_DTYPES:
+            return dtype
     if dtype.kind == "f" and dtype.itemsize < 4:
         return np.dtype(np.float32)  # float16 widens exactly
     if dtype.kind == "f":
@@ -26,6 +30,7 @@ def _float_dtype(dtype: np.dtype, name: str) -> np.dtype:
 
 def _as_bias(bias, n: int) -> np.ndarray:
     """Return a new, finite ``(n,)`` bias in its own float dtype (float32 or float64; narrower floats widen)."""
+    bias = plain_array(bias, "bias")
     if not isinstance(bias, np.ndarray):
         try:
             bias = np.asarray(bias)
@@ -91,6 +96,7 @@ class Linear:
     """
 
     def __init__(self, weight, bias=None, *, activation_quant=None):
+        weight = plain_array(weight, "weight")
         if isinstance(weight, np.ndarray):
             dtype = _float_dtype(weight.dtype, "weight")
             if weight.ndim != 2:
@@ -183,6 +189,7 @@ class ReLU:
 
     def __call__(self, x, **kwargs):
         """``max(x, 0)`` in ``x``'s dtype (keyword arguments are ignored)."""
+        x = as_float_array(x, "x", ndims=None)
         return np.maximum(x, 0, dtype=x.dtype)
 
     def grad(self, x: np.ndarray) -> np.ndarray:
@@ -214,6 +221,7 @@ class GELU:
 
     def __call__(self, x, **kwargs):
         """GELU of ``x`` in ``x``'s dtype (keyword arguments are ignored)."""
+        x = as_float_array(x, "x", ndims=None)
         if self.approximate == "tanh":
             return (0.5 * x * (1.0 + np.tanh(self._tanh_inner(x)))).astype(x.dtype, copy=False)
         return (0.5 * x * (1.0 + _erf(x / math.sqrt(2.0)))).astype(x.dtype, copy=False)

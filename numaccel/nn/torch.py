@@ -46,6 +46,9 @@ def _to_numpy(t, name: str) -> np.ndarray:
     silently. ``name`` says which tensor, in the message.
     """
     if hasattr(t, "detach"):  # a torch tensor
+        if getattr(t, "is_meta", False):
+            raise TypeError(f"{name} is a meta tensor, which holds no values; load or initialise the "
+                            f"module's weights first (e.g. module.to_empty(device='cpu') and a state_dict)")
         t = t.detach().cpu()
         if t.is_floating_point() and t.element_size() < 4:
             t = t.float()  # exact; NumPy has no bfloat16
