@@ -11,6 +11,24 @@ import numpy as np
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def frozen(a: np.ndarray) -> np.ndarray:
+    """``a`` read-only for good: a read-only view whose memory's owner is read-only too, so that
+    ``setflags(write=True)`` on it raises (the kernels trust what a weight validated once).
+
+    An array that is itself a view of another array is copied first (a view's flag could be set back
+    while its owner stays writable); one this function returned is returned as it is.
+    """
+    base = a.base
+    if isinstance(base, np.ndarray) and base.base is None and not base.flags.writeable and not a.flags.writeable:
+        return a  # frozen already
+    if base is not None:
+        a = a.copy()
+    a.setflags(write=False)
+    view = a.view()
+    view.setflags(write=False)
+    return view
+
+
 def plain_array(a, name: str):
     """``a`` itself, or for an ndarray subclass (``numpy.matrix``, ``numpy.memmap``) a plain ndarray view of
     it: the kernels take plain arrays only. A masked array is refused: its mask would be ignored."""

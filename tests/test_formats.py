@@ -254,3 +254,24 @@ def test_pruning_a_compressed_weight_names_the_dense_form(rng):
     for f in (lambda: na.prune(w, 0.75), lambda: na.magnitude_mask(na.quantize(w.to_dense()), 0.5)):
         with pytest.raises(TypeError, match=r"W must be a dense array, got a (CSR|Int8)Weight; pass W.to_dense\(\)"):
             f()
+
+
+def test_stored_arrays_cannot_be_made_writable_again(rng):
+    """The kernels trust what a weight validated once: its arrays refuse setflags(write=True)."""
+    W = rng.standard_normal((8, 16)).astype(np.float32)
+    weights = [na.prune(W, 0.5), na.quantize(W), na.quantize(W, group_size=4), na.quantize(na.prune(W, 0.5)),
+               na.quantize(na.prune(W, 0.5), group_size=4), na.prune(W, 0.5).row_block(2, 5)]
+    for w in weights:
+        arrays, _ = w.to_arrays()
+        for a in arrays.values():
+            with pytest.raises(ValueError, match="WRITEABLE"):
+                a.setflags(write=True)
+    from numaccel._validate import frozen
+
+    a = frozen(np.arange(5))
+    assert frozen(a) is a  # frozen once: no second copy
+    view = np.arange(10)[2:]  # a view of a writable array is copied first
+    f = frozen(view)
+    assert not np.shares_memory(f, view)
+    with pytest.raises(ValueError, match="WRITEABLE"):
+        f.setflags(write=True)

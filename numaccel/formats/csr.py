@@ -17,6 +17,7 @@ from .._validate import (
     check_compressed,
     check_row_range,
     coordinates_to_csr,
+    frozen,
     scipy_coordinates,
 )
 from ._registry import WeightFormat, spec_for
@@ -25,11 +26,6 @@ __all__ = ["CSRWeight"]
 
 _INT32_MAX = np.iinfo(np.int32).max
 _K_MAX = _INT32_MAX + 1  # the largest in_features whose column ids (0 .. K - 1) fit int32
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
 
 
 def _as_shape(shape) -> tuple[int, int]:
@@ -158,10 +154,10 @@ class CSRWeight(_RowPattern, WeightFormat):
             raise ValueError(f"data must be finite (as float32), got {data[p]} at data[{p}]")
         index_dtype = np.int32 if nnz <= _INT32_MAX else np.int64
         self._shape = (n, k)
-        self._indptr = _frozen(indptr.astype(index_dtype))
+        self._indptr = frozen(indptr.astype(index_dtype))
         narrow = np.uint16 if k <= _config.NARROW_INDEX_MAX else np.int32
-        self._kidx = _frozen(indices.astype(narrow))
-        self._data = _frozen(data32)
+        self._kidx = frozen(indices.astype(narrow))
+        self._data = frozen(data32)
 
     @classmethod
     def _trusted(cls, indptr, indices, data, shape) -> CSRWeight:
@@ -174,10 +170,10 @@ class CSRWeight(_RowPattern, WeightFormat):
         self = cls.__new__(cls)
         self._shape = (int(n), _in_features(k))
         nnz = int(data.size)
-        self._indptr = _frozen(np.asarray(indptr, dtype=np.int32 if nnz <= _INT32_MAX else np.int64))
+        self._indptr = frozen(np.asarray(indptr, dtype=np.int32 if nnz <= _INT32_MAX else np.int64))
         narrow = np.uint16 if k <= _config.NARROW_INDEX_MAX else np.int32
-        self._kidx = _frozen(np.asarray(indices, dtype=narrow))
-        self._data = _frozen(np.asarray(data, dtype=np.float32))
+        self._kidx = frozen(np.asarray(indices, dtype=narrow))
+        self._data = frozen(np.asarray(data, dtype=np.float32))
         return self
 
     # ----------------------------------------------------------------------------------------------

@@ -10,17 +10,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_index_array, check_compressed, check_finite, check_row_range, plain_array
+from .._validate import as_index_array, check_compressed, check_finite, check_row_range, frozen, plain_array
 from ._registry import WeightFormat, spec_for
 from .csr import CSRWeight, _as_shape, _RowPattern
 from .int8 import _as_group_size
 
 __all__ = ["CSRInt8Weight", "group_pointer"]
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
 
 
 def group_pointer(indptr: np.ndarray, group_size) -> np.ndarray:
@@ -128,10 +123,10 @@ class CSRInt8Weight(_RowPattern, WeightFormat):
 
     def _init(self, indptr, kidx, q, scales, group_size, shape):
         self._shape = (int(shape[0]), int(shape[1]))
-        self._indptr = _frozen(indptr)
-        self._kidx = _frozen(kidx)
-        self._q = _frozen(q)
-        self._scales = _frozen(scales)
+        self._indptr = frozen(indptr)
+        self._kidx = frozen(kidx)
+        self._q = frozen(q)
+        self._scales = frozen(scales)
         self._group_size = group_size
 
     @classmethod

@@ -7,15 +7,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validate import as_positive_int, check_finite, check_row_range, plain_array
+from .._validate import as_positive_int, check_finite, check_row_range, frozen, plain_array
 from ._registry import WeightFormat, spec_for
 
 __all__ = ["Int8Weight"]
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
 
 
 def _as_group_size(group_size):
@@ -155,9 +150,9 @@ class Int8Weight(WeightFormat):
 
     def _init(self, q, scales, zps, group_size):
         """Take ownership of validated arrays (no copies)."""
-        self._q = _frozen(q)
-        self._scales = _frozen(scales)
-        self._zps = None if zps is None else _frozen(zps)
+        self._q = frozen(q)
+        self._scales = frozen(scales)
+        self._zps = None if zps is None else frozen(zps)
         self._group_size = group_size
 
     def __reduce__(self):

@@ -7,6 +7,7 @@ import numbers
 import numpy as np
 
 from .. import formats
+from .._validate import frozen
 
 __all__ = ["ShardedWeight", "shard"]
 
@@ -105,9 +106,8 @@ class ShardedWeight(formats.WeightFormat):
             raise TypeError(f"shards must all have one format, got {', '.join(sorted(names))}")
         bounds = np.zeros(len(shards) + 1, dtype=np.int64)
         np.cumsum([s.shape[0] for s in shards], out=bounds[1:])
-        bounds.setflags(write=False)
         self._shards = shards
-        self._bounds = bounds
+        self._bounds = frozen(bounds)
         self._shape = (int(bounds[-1]), int(k))
 
     @property

@@ -25,6 +25,7 @@ import numpy as np
 
 from .. import _config
 from .._kernels import csr_cpu
+from .._validate import frozen
 from . import wisdom
 from ._cache import PerWeight
 
@@ -34,11 +35,6 @@ __all__ = ["linear", "matmul", "matmul_arrays", "row_bounds", "chunk_bounds", "s
 _slab_store = threading.local()
 _HUGE_PAGE = 1 << 21
 _bounds_cache = PerWeight(lambda w: {})  # per weight: {chunks: row boundaries}
-
-
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
 
 
 def _slab_array(shape: tuple[int, int, int]) -> np.ndarray:
@@ -70,7 +66,7 @@ def _partition(indptr: np.ndarray, nchunks: int) -> np.ndarray:
     b = np.unique(b)
     if b.size == 1:  # n == 0
         b = np.array([0, 0], dtype=np.int64)
-    return _frozen(b)
+    return frozen(b)
 
 
 def row_bounds(w, nchunks: int) -> np.ndarray:

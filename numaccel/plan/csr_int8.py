@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import _config
 from .._kernels import csr_cpu, csr_int8_cpu
+from .._validate import frozen
 from ..formats.csr_int8 import group_pointer
 from . import csr
 from . import int8 as _int8
@@ -127,9 +128,7 @@ def _w8a8_linear(w, x: np.ndarray, out: np.ndarray) -> None:
 def _slab_positions(width: int) -> np.ndarray:
     from .._kernels import csr_int8_vnni_x86
 
-    pos = csr_int8_vnni_x86.slab_positions(width)
-    pos.setflags(write=False)
-    return pos
+    return frozen(csr_int8_vnni_x86.slab_positions(width))
 
 
 def _bounds(w, p: int):

@@ -26,6 +26,7 @@ import numpy as np
 
 from .. import _config
 from .._kernels import int8_cpu, int8_tiles_x86
+from .._validate import frozen
 from ..formats.int8 import _ngroups, group_length
 from . import amx, wisdom
 from ._cache import PerWeight
@@ -46,11 +47,6 @@ _USE_PANELS = _config.jit_enabled()
 # converted to float before the next (see ``_w8a8_group_size``).
 _W8A8_SUM_MAX = 2**31 - 1
 
-def _frozen(a: np.ndarray) -> np.ndarray:
-    a.setflags(write=False)
-    return a
-
-
 class _Views:
     """What the int8 paths derive from one weight, each part made on first use."""
 
@@ -60,10 +56,10 @@ class _Views:
         n, k = w.shape
         g = _ngroups(k, w.group_size)
         self.gs = group_length(k, w.group_size)
-        self.s2 = _frozen(np.ascontiguousarray(w.scales.reshape(n, g)))
+        self.s2 = frozen(np.ascontiguousarray(w.scales.reshape(n, g)))
         zps = w.zero_points
         z2 = np.zeros((n, g), dtype=np.int32) if zps is None else zps.reshape(n, g).astype(np.int32)
-        self.z2 = _frozen(z2)
+        self.z2 = frozen(z2)
         self.has_zp = bool(zps is not None and zps.any())
         self.panels = None
         self.panels4 = None
@@ -102,7 +98,7 @@ def _transposed(a: np.ndarray, dtype=None) -> np.ndarray:
     npad = -(-n // int8_tiles_x86.PANEL) * int8_tiles_x86.PANEL
     t = np.zeros((g, npad), dtype=dtype or a.dtype)
     t[:, :n] = a.T
-    return _frozen(t)
+    return frozen(t)
 
 
 def _panels(w, v: _Views):
@@ -119,7 +115,7 @@ def _panels(w, v: _Views):
         qp = np.zeros((npad, k), dtype=np.int8)
         qp[:n] = w.qweight
         panels = np.ascontiguousarray(qp.reshape(-1, panel, k).transpose(0, 2, 1))
-        pk = v.panels = (_frozen(panels), _transposed(v.s2), _transposed(v.z2, np.float32))
+        pk = v.panels = (frozen(panels), _transposed(v.s2), _transposed(v.z2, np.float32))
     return pk
 
 
@@ -141,7 +137,7 @@ def _w8a8_grouping(w, v: _Views):
             w8 = (gs, v.s2, v.z2)
         else:
             g8 = -(-k // gs)
-            w8 = (gs, _frozen(np.repeat(v.s2, g8, axis=1)), _frozen(np.repeat(v.z2, g8, axis=1)))
+            w8 = (gs, frozen(np.repeat(v.s2, g8, axis=1)), frozen(np.repeat(v.z2, g8, axis=1)))
         v.w8 = w8
     return w8
 
@@ -187,7 +183,7 @@ def _panels4(w, v: _Views):
         # arithmetic is, whose corrected group sum is exact.
         sums = _group_sums(w.qweight.astype(np.int32), gs8, s8.shape[1]).astype(np.int64)
         corr = (128 * sums).astype(np.int32)
-        pk = v.panels4 = (_frozen(panels), _transposed(corr), _transposed(s8), _transposed(z8))
+        pk = v.panels4 = (frozen(panels), _transposed(corr), _transposed(s8), _transposed(z8))
     return pk
 
 
