@@ -178,7 +178,8 @@ def _panels4(w, v: _Views):
         k4 = -(-k // 4)
         qp = np.zeros((npad, 4 * k4), dtype=np.int8)
         qp[:n, :k] = w.qweight
-        panels = np.ascontiguousarray(qp.reshape(-1, panel, k4, 4).transpose(0, 2, 1, 3)).reshape(-1, k4, 4 * panel)
+        panels = frozen(np.ascontiguousarray(qp.reshape(-1, panel, k4, 4).transpose(0, 2, 1, 3)))
+        panels = panels.reshape(-1, k4, 4 * panel)  # a view of the frozen array: frozen as well, no copy
         # 128 * sum can pass 2**31 (-128 * 128 * 132 104): kept modulo 2**32, as the kernel's int32
         # arithmetic is, whose corrected group sum is exact.
         sums = _group_sums(w.qweight.astype(np.int32), gs8, s8.shape[1]).astype(np.int64)
