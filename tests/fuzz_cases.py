@@ -236,7 +236,8 @@ def family_linear(rng):
     kwargs, bias = {}, None
     kind = str(rng.choice(["x_dtype", "x_k", "x_3d_k", "x_scalar", "x_str", "out_dtype", "out_shape",
                            "out_strided", "out_readonly", "out_is_x", "bias_len", "bias_dtype", "bias_2d",
-                           "activations", "device", "weight_type", "weight_1d", "weight_int"]))
+                           "activations", "device", "weight_type", "weight_1d", "weight_int", "x_masked",
+                           "out_is_bias", "out_is_weight", "weight_masked"]))
     if kind == "x_dtype":
         x = x.astype(rng.choice([np.int64, np.float16, np.complex64, np.bool_]))
     elif kind == "x_k":
@@ -275,11 +276,33 @@ def family_linear(rng):
         w = str(rng.choice(["W", "csr"]))
     elif kind == "weight_1d":
         w = np.ones(k, np.float32)
+    elif kind == "x_masked":  # a mask the kernels would ignore
+        x = np.ma.array(x, mask=rng.random(x.shape) < 0.5)
+    elif kind == "out_is_bias":  # the bias a row of the output it is added to
+        buf = np.zeros((b, n), np.float32)
+        bias, kwargs["out"] = buf[int(rng.integers(b))], buf
+    elif kind == "out_is_weight":  # out, (b, N), written over the first rows of the dense (N, N) weight
+        w = rng.standard_normal((n + b, n + b)).astype(np.float32)
+        x = rng.standard_normal((b, n + b)).astype(np.float32)
+        kwargs["out"] = w[:b]
+    elif kind == "weight_masked":
+        w = np.ma.array(rng.standard_normal((n, k)).astype(np.float32), mask=rng.random((n, k)) < 0.5)
     else:
         w = np.ones((n, k), np.int32)
     if kind != "activations" and isinstance(w, (na.Int8Weight, na.CSRInt8Weight)) and rng.random() < 0.5:
         kwargs["activation_quant"] = "int8"  # the W8A8 paths check the same arguments first
     return f"{type(w).__name__}:{kind}", lambda: na.linear(x, w, bias, **kwargs)
+
+
+def family_row_block(rng):
+    n, k = int(rng.integers(1, 7)), int(rng.integers(1, 9))
+    w = _some_weight(rng, n, k)
+    kind = str(rng.choice(["neg_start", "neg_stop", "reversed", "empty", "past_end", "float", "bool", "none"]))
+    a = int(rng.integers(0, n))
+    start, stop = {"neg_start": (-int(rng.integers(1, n + 2)), n), "neg_stop": (0, -int(rng.integers(1, n + 1))),
+                   "reversed": (a + 1, a), "empty": (a, a), "past_end": (a, n + int(rng.integers(1, 5))),
+                   "float": (0.0, float(n)), "bool": (False, True), "none": (None, n)}[kind]
+    return f"{type(w).__name__}:{kind}", lambda: na.formats.row_block(w, start, stop)
 
 
 def family_shard(rng):
