@@ -856,3 +856,13 @@ def test_random_headers_never_crash(tmp_path, data):
         assert type(exc) in (ValueError, TypeError) and str(path) in str(exc)
         return
     back(np.ones(back.linears[0].in_features, np.float32))  # anything that loads is a working model
+
+
+def test_a_fortran_ordered_dense_weight_saves_and_loads_to_the_same_bits(tmp_path, rng):
+    W = np.asfortranarray(rng.standard_normal((64, 96)).astype(np.float32))  # e.g. Linear(A.T)
+    model = nn.MLP.from_arrays([W])
+    assert model.linears[0].weight.flags.c_contiguous  # copied once to the kernels' layout
+    x = rng.standard_normal((5, 96)).astype(np.float32)
+    path = tmp_path / "m.npz"
+    na.save(path, model)
+    np.testing.assert_array_equal(na.load(path)(x), model(x))

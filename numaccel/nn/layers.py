@@ -51,8 +51,10 @@ class Linear:
     ----------
     weight : ndarray (N, K) or a weight of a registered format
         ``(out_features, in_features)`` layout, as ``torch.nn.Linear.weight``. A dense weight must be a
-        2-D floating-point array with finite values: float32 and float64 are used as given (not copied,
-        and must not be modified afterwards), float16 widens to a float32 copy. Any other weight must be
+        2-D floating-point array with finite values: C-contiguous float32 and float64 are used as given
+        (not copied, and must not be modified afterwards); other layouts are copied to C order (the one
+        the kernels read and :func:`numaccel.save` writes, so a saved model computes the same bits), and
+        float16 widens to a float32 copy. Any other weight must be
         of a format registered with :func:`numaccel.formats.register` (``CSRWeight``, ``Int8Weight``,
         sharded weights, formats of your own).
     bias : ndarray (N,), optional
@@ -101,8 +103,8 @@ class Linear:
             dtype = _float_dtype(weight.dtype, "weight")
             if weight.ndim != 2:
                 raise ValueError(f"weight must be 2-D (out_features, in_features), got shape {weight.shape}")
-            if dtype != weight.dtype:
-                weight = weight.astype(dtype)
+            if dtype != weight.dtype or not weight.flags.c_contiguous:
+                weight = np.ascontiguousarray(weight, dtype=dtype)  # the layout the kernels and save() use
             check_finite(weight, "weight")
         elif is_scipy_sparse(weight):
             raise TypeError(
