@@ -155,7 +155,8 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
     ==============  =========================================  ===================================================
 
     With neither ``sparsity`` nor ``int8`` and ``format="best"`` the model is returned with the same
-    weights. A layer that is not pruned here keeps its own pattern where it has one (a ``csr`` or
+    weights. A layer keeps its ``activation_quant`` (W8A8) where its new format runs it (``int8`` and
+    ``csr-int8``). A layer that is not pruned here keeps its own pattern where it has one (a ``csr`` or
     ``csr-int8`` input layer). Quantization always follows pruning and fine-tuning: the pruned-int8
     format quantizes the final pruned float weights, row by row (or by groups of a row's stored values).
 
@@ -223,6 +224,9 @@ def compress(model, *, sparsity=None, granularity: str = "tensor", int8: bool = 
                 candidates.append(quantize(w, group_size=group_size, symmetric=symmetric))
             stored.append(min(candidates, key=formats.nbytes))  # ties: csr-int8, the first
     result = model.with_weights(stored, biases)
+    for new, old in zip(result.linears, model.linears, strict=True):  # W8A8 stays where the format runs it
+        if old.activation_quant is not None and old.activation_quant in formats.spec_for(new.weight).quant:
+            new.activation_quant = old.activation_quant
     result.report = [
         {"layer": row["layer"], "shape": row["shape"], "format": row["format"], "density": row["density"],
          "bytes": row["bytes"], "error": _relative_error(layer.weight, ref.astype(np.float64))}

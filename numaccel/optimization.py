@@ -79,7 +79,7 @@ class _Kind:
 def _kinds(layer: Linear, families, sparsities, group_size) -> list[_Kind]:
     n, k = layer.weight.shape
     keep_name = "dense" if isinstance(layer.weight, np.ndarray) else f"as given ({layer.format})"
-    kinds = [_Kind(keep_name, keep=True)]
+    kinds = [_Kind(keep_name, keep=True, w8a8=layer.activation_quant == "int8")]  # the layer as it runs
     if not isinstance(layer.weight, np.ndarray):
         kinds.append(_Kind("dense"))
     if "int8" in families:
@@ -621,7 +621,7 @@ def optimize(model, data, *, max_accuracy_drop: float = 0.01, batch_size: int = 
                         tuned[key] = fine_tuned({i: kind.sparsity})
                     values, bs = tuned[key]
                     ws = [kind.build(kind.masked(values[j])) if j == i else values[j] for j in range(L)]
-                    m = _assemble(model, ws, [None] * L, bs)
+                    m = _assemble(model, ws, [kind.activation_quant if j == i else None for j in range(L)], bs)
                 else:
                     m = build(choice)
                 acc[i][c], nll[i][c] = _scores(m, Xv, yv)

@@ -154,6 +154,45 @@ def test_w8a8_layers_carry_their_activation_quant(task, monkeypatch, tmp_path):
     np.testing.assert_array_equal(back(x), got)
 
 
+def test_an_input_w8a8_model_is_kept_as_it_runs(task, monkeypatch):
+    """The "as given" candidate of a W8A8 layer is the layer with its activation_quant: with no other
+    candidate the result computes exactly what the input model computes, and compress keeps it too."""
+    _by_bytes(monkeypatch)
+    net, _, val = task
+    w8a8 = na.nn.MLP([na.nn.Linear(na.quantize(layer.weight), layer.bias, activation_quant="int8")
+                      if isinstance(layer, na.nn.Linear) else layer for layer in net.layers])
+    opt = na.optimize(w8a8, val, max_accuracy_drop=0.0, repeats=1, candidates=(), sparsities=(),
+                      objective="bytes")
+    assert [(layer.format, layer.activation_quant) for layer in opt.linears] == [("int8", "int8")] * 3
+    assert [r["activation_quant"] for r in opt.report] == ["int8"] * 3
+    x = val[0][:9]
+    np.testing.assert_array_equal(opt(x), w8a8(x))
+    assert opt.report.before["accuracy"] == _accuracy(w8a8, val)
+    same = na.compress(w8a8)  # no pruning, no int8: the same model
+    assert [layer.activation_quant for layer in same.linears] == ["int8"] * 3
+    np.testing.assert_array_equal(same(x), w8a8(x))
+    again = na.compress(w8a8, int8=True, format="int8")
+    assert [layer.activation_quant for layer in again.linears] == ["int8"] * 3
+    assert [layer.activation_quant for layer in na.compress(w8a8, sparsity=0.5).linears] == [None] * 3  # csr
+
+
+def test_finetuned_w8a8_candidates_are_scored_as_w8a8(task, monkeypatch):
+    _by_bytes(monkeypatch)
+    net, train, val = task
+    scored = []
+    real = opt_mod._scores
+
+    def spy(model, X, y):
+        scored.append([(layer.format, layer.activation_quant) for layer in model.linears])
+        return real(model, X, y)
+
+    monkeypatch.setattr(opt_mod, "_scores", spy)
+    na.optimize(net, val, max_accuracy_drop=0.05, objective="bytes", repeats=1, candidates=("csr-int8", "int8-w8a8"),
+                sparsities=(0.5,), train_data=train, finetune_epochs=1, steps=1)
+    swapped = [m for m in scored if sum(f != "dense" for f, _ in m) == 1]
+    assert ("csr-int8", "int8") in {pair for m in swapped for pair in m}, swapped
+
+
 def test_finetuned_pruned_candidates(task, monkeypatch):
     _by_bytes(monkeypatch)
     net, train, val = task
