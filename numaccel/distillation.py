@@ -47,6 +47,7 @@ def _kd(s: np.ndarray, t: np.ndarray, labels: np.ndarray, T: float, alpha: float
         loss += alpha * (T * (T * kl))  # in this order T * T cannot overflow where kl == 0
         # d/ds of T^2 KL = T^2 * (q_s - q_t) / T
         grad += (alpha * T) * (np.exp(logq_s) - q_t)
+    b = max(b, 1)  # no rows: a loss of 0 and an empty gradient, as cross_entropy gives
     return loss / b, grad / b
 
 

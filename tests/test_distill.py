@@ -188,3 +188,11 @@ def test_distill_rejects_bad_early_stopping_arguments(kwargs, exc, match):
     X = np.zeros((20, 8), np.float32)
     with pytest.raises(exc, match=match):
         na.distill(teacher, nn.MLP.init([8, 4, 4], seed=1), X, np.zeros(20, np.int64), epochs=1, **kwargs)
+
+
+def test_kd_loss_of_no_rows_is_zero_as_cross_entropy():
+    from numaccel.training import cross_entropy
+
+    s, t, y = np.zeros((0, 4)), np.zeros((0, 4)), np.zeros(0, np.int64)
+    loss, grad = na.kd_loss(s, t, y)
+    assert loss == 0.0 == cross_entropy(s, y)[0] and grad.shape == (0, 4)

@@ -280,6 +280,12 @@ def test_command_line(task, tmp_path, monkeypatch, capsys):
     pickled = tmp_path / "pickled.npz"
     np.savez(pickled, X=X, y=np.array([object()] * len(y)))
     assert main(["optimize", str(model_path), str(pickled), "--out", str(out)]) == 2
+    assert main(["optimize", str(tmp_path / "missing.safetensors"), str(data_path), "--out", str(out)]) == 2
+    assert "No such file" in capsys.readouterr().err
+    nowhere = tmp_path / "no-such-folder" / "opt.safetensors"  # refused before the search, not after it
+    monkeypatch.setattr(opt_mod, "optimize", lambda *a, **k: pytest.fail("searched for an unwritable --out"))
+    assert main(["optimize", str(model_path), str(data_path), "--out", str(nowhere)]) == 2
+    assert "does not exist or is not writable" in capsys.readouterr().err
 
 
 def test_candidate_kinds_per_layer():

@@ -691,3 +691,26 @@ def test_embedded_cluster_in_a_script_without_a_main_guard(tmp_path):
     errors = dict(line.split() for line in proc.stdout.splitlines())
     assert set(errors) == {"dense", "csr"}, proc.stdout
     assert all(float(e) < 1e-5 for e in errors.values()), errors
+
+
+def test_client_must_be_a_running_client(rng):
+    sw = na.shard(rng.standard_normal((6, 8)).astype(np.float32), 2)
+    x = np.ones(8, np.float32)
+    with pytest.raises(TypeError, match=r"client must be a distributed.Client, got str; for an address use"):
+        na.linear(x, sw, client="tcp://127.0.0.1:8786")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cluster = distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None)
+        closed = distributed.Client(cluster, set_as_default=False)
+        closed.close()
+        cluster.close()
+    with pytest.raises(ValueError, match="client is not connected"):
+        na.linear(x, sw, client=closed)
+
+
+def test_a_model_mixing_sharded_and_local_layers_takes_a_client(client, rng, parity):
+    w1 = rng.standard_normal((32, 24)).astype(np.float32)
+    w2 = rng.standard_normal((5, 32)).astype(np.float32)
+    net = na.nn.MLP.from_arrays([na.shard(w1, 2), w2])
+    x = rng.standard_normal((3, 24)).astype(np.float32)
+    parity(net(x, client=client), ref_linear(np.maximum(ref_linear(x, w1), 0), w2))

@@ -289,6 +289,10 @@ def test_tune_rejects_bad_arguments(kw, err):
 def test_tune_rejects_what_is_not_a_weight():
     with pytest.raises(TypeError, match="tune expects"):
         na.tune("model.safetensors")
+    with pytest.raises(ValueError, match="must be 2-D"):
+        na.tune(np.ones(8, np.float32))
+    with pytest.raises(TypeError, match="float32 or float64"):
+        na.tune(np.ones((4, 8), np.int64))
 
 
 @pytest.mark.parametrize("vendor, family, want", [("GenuineIntel", 6, "gather"), ("AuthenticAMD", 25, "lanes-prefetch"),

@@ -17,6 +17,7 @@ own process (:func:`numaccel.benchmarks.command.run`), and needs ``pip install "
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 __all__ = ["main"]
@@ -94,13 +95,17 @@ def _optimize(args) -> int:
     from ..optimization import optimize
 
     try:
+        for what, path in (("--out", args.out), ("--report", args.report)):  # before the search, not after
+            folder = os.path.dirname(os.path.abspath(path)) if path is not None else None
+            if folder is not None and not (os.path.isdir(folder) and os.access(folder, os.W_OK)):
+                raise ValueError(f"{what} {path}: the folder {folder} does not exist or is not writable")
         model = load(args.model)
         data = _read_xy(args.data, "the validation data")
         train_data = None if args.train is None else _read_xy(args.train, "the training data")
         opt = optimize(model, data, max_accuracy_drop=args.max_accuracy_drop, batch_size=args.batch_size,
                        objective=args.objective, train_data=train_data, finetune_epochs=args.finetune_epochs,
                        repeats=args.repeats, seed=args.seed, progress=True, plot=args.plot)
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, OSError) as exc:  # OSError: a model file that cannot be read
         print(f"numaccel optimize: {exc}", file=sys.stderr)
         return 2
     save(args.out, opt)

@@ -9,6 +9,7 @@ import numpy as np
 
 from .. import formats
 from .._validate import FLOAT_DTYPES
+from ..ops import _is_dask_array
 from . import torch as _torch
 from .layers import Linear, _activation
 
@@ -90,9 +91,20 @@ class Sequential:
         return sum(layer.num_params for layer in self.linears)
 
     def __call__(self, x, **kwargs):
-        """Forward pass; ``kwargs`` (e.g. ``device=``, ``activation_quant=``) go to every ``linear`` call."""
+        """Forward pass; ``kwargs`` (e.g. ``device=``, ``activation_quant=``) go to every ``linear`` call.
+
+        ``client=`` goes only to the layers that run on a cluster (sharded weights, or Dask-array
+        activations), so a model may mix sharded and local layers.
+        """
+        local = kwargs
+        if kwargs.get("client") is not None:
+            local = {k: v for k, v in kwargs.items() if k != "client"}
         for layer in self.layers:
-            x = layer(x, **kwargs) if isinstance(layer, Linear) else layer(x)
+            if isinstance(layer, Linear):
+                here = not _is_dask_array(x) and formats.spec_for(layer.weight).call is None
+                x = layer(x, **(local if here else kwargs))
+            else:
+                x = layer(x)
         return x
 
     def predict(self, x, **kwargs) -> np.ndarray:

@@ -51,6 +51,10 @@ def get_client(client=None):
 
     Raises
     ------
+    TypeError
+        ``client`` is not a ``distributed.Client`` (an address string: connect with ``Client(address)``).
+    ValueError
+        ``client`` is closed.
     RuntimeError
         Called inside a Dask task without ``client=``: pass the task's ``distributed.worker_client()``
         (the call would wait for shard tasks that may need its own worker thread).
@@ -82,6 +86,12 @@ def get_client(client=None):
     >>> shutdown()
     """
     if client is not None:
+        distributed = _import_distributed()
+        if not isinstance(client, distributed.Client):
+            hint = f"; for an address use client=distributed.Client({client!r})" if isinstance(client, str) else ""
+            raise TypeError(f"client must be a distributed.Client, got {type(client).__name__}{hint}")
+        if client.status != "running":
+            raise ValueError(f"client is not connected (its status is {client.status!r}); pass a running client")
         return client
     distributed = _import_distributed()
     try:

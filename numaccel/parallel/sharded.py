@@ -220,8 +220,11 @@ def shard(weight, n: int) -> ShardedWeight:
 
     Notes
     -----
-    Concatenating the shards' outputs gives the full layer's output exactly:
-    ``y[:, bounds[j]:bounds[j + 1]] = x @ W[bounds[j]:bounds[j + 1]].T``. The cost is one ``row_block``
+    Concatenating the shards' outputs gives the full layer's output,
+    ``y[:, bounds[j]:bounds[j + 1]] = x @ W[bounds[j]:bounds[j + 1]].T``: bit for bit for the CSR, int8
+    and pruned-int8 formats (each output row is summed alone, in the same order); for a dense weight to
+    the rounding of float32, as a smaller block may run another dense kernel (BLAS below a size, numaccel's
+    GEMV above it) that sums in another order. The cost is one ``row_block``
     per shard, O(N + nnz) in all for the built-in formats.
 
     Examples
