@@ -19,6 +19,7 @@ from . import _config, formats
 from .formats import CSRInt8Weight, CSRWeight, Int8Weight
 from .nn import Sequential
 from .nn.containers import _as_model
+from .ops import _dense_weight
 from .optimization import _fmt_time, _time_cold, _time_interleaved
 from .plan import amx, csr, dense, wisdom
 from .plan import int8 as plan_int8
@@ -71,11 +72,8 @@ def _weights_of(target, activation_quant):
         return [(layer.weight, layer.activation_quant) for layer in model.linears]
     if formats.spec_of(target) is None:
         raise TypeError(f"tune expects a model, a weight or a sequence of them, got {type(target).__name__}")
-    if isinstance(target, np.ndarray):  # a dense weight: what linear accepts
-        if target.dtype not in (np.float32, np.float64):
-            raise TypeError(f"a dense weight must be float32 or float64, got {target.dtype}")
-        if target.ndim != 2:
-            raise ValueError(f"a dense weight must be 2-D (out_features, in_features), got shape {target.shape}")
+    if isinstance(target, np.ndarray):
+        target = _dense_weight(target)  # what linear accepts
     return [(target, activation_quant)]
 
 
