@@ -187,3 +187,23 @@ def test_a_fresh_process_asks_for_the_permission_itself():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert float(out.stdout.strip()) < 1e-6
+
+
+@pytest.mark.parametrize("n, k", [(16, 64), (40, 130), (33, 200)])
+def test_packed_tiles_start_on_cache_lines_and_hold_the_vnni_layout(rng, n, k):
+    """The packed B tiles (and every A-tile buffer) start on a 64-byte boundary, so no tile row straddles
+    two cache lines; byte ``64 r + 4 c + i`` of tile (j, t) is ``q[16 j + c, 64 t + 4 r + i]``, zero past N, K."""
+    w = na.quantize(rng.standard_normal((n, k)).astype(np.float32))
+    p = _amx._Packed(w)
+    assert p.wp.ctypes.data % 64 == 0 and p.wp.flags.c_contiguous
+    nb, kt = 2 * -(-n // 32), -(-k // 64)
+    tiles = p.wp.reshape(nb, kt, 16, 16, 4)
+    q = np.zeros((16 * nb, 64 * kt), np.int8)
+    q[:n, :k] = w.qweight
+    for j, t, r, c, i in [(0, 0, 0, 0, 0), (nb - 1, kt - 1, 15, 15, 3), (0, kt - 1, 3, 7, 1), (nb - 1, 0, 9, 2, 2)]:
+        assert tiles[j, t, r, c, i] == q[16 * j + c, 64 * t + 4 * r + i]
+    np.testing.assert_array_equal(tiles.transpose(0, 3, 1, 2, 4).reshape(16 * nb, 64 * kt), q)
+    for shape, dtype in [((3, 5, 16, 64), np.int8), (7, np.float32), ((2, 3), np.int32)]:
+        a = _amx._aligned_empty(shape, dtype)
+        assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.dtype == dtype
+        assert a.shape == ((shape,) if isinstance(shape, int) else shape)

@@ -113,6 +113,20 @@ def default_variant(batch: int) -> str:
     return "amx" if batch >= _config.AMX_MIN_BATCH else "vnni"
 
 
+def _aligned_empty(shape, dtype=np.int8, align: int = 64) -> np.ndarray:
+    """Return an uninitialised C-contiguous array whose data starts on an ``align``-byte boundary.
+
+    NumPy only promises 16 bytes; a tile row of 64 bytes that straddles two cache lines costs a second
+    line per row (Intel Xeon host, 2 x 2 tile steps in L1 or L2: 38-41 against 40-59 ns per ``tdpbssd``).
+    """
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    dtype = np.dtype(dtype)
+    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    buf = np.empty(nbytes + align, dtype=np.uint8)
+    off = -buf.ctypes.data % align
+    return buf[off:off + nbytes].view(dtype).reshape(shape)
+
+
 def _max_seg_steps() -> int:
     from .._kernels.amx_x86 import MAX_SEG_STEPS
 
@@ -132,7 +146,8 @@ class _Packed:
         qp = np.zeros((16 * nb, 64 * kt), dtype=np.int8)
         qp[:n, :k] = q
         # [16 j + c, 64 t + 4 r + i] -> (j, t, r, c, i): one 16 x 64-byte B tile per (j, t)
-        self.wp = np.ascontiguousarray(qp.reshape(nb, 16, kt, 16, 4).transpose(0, 2, 3, 1, 4)).reshape(-1)
+        self.wp = _aligned_empty(qp.size)
+        self.wp.reshape(nb, kt, 16, 16, 4)[...] = qp.reshape(nb, 16, kt, 16, 4).transpose(0, 2, 3, 1, 4)
         self.kt = kt
         gs = weight.group_size
         zps = weight.zero_points
@@ -167,7 +182,7 @@ def linear_w8a8(weight, x: np.ndarray, out: np.ndarray) -> None:
     b, k = x.shape
     bp = 16 * -(-b // 16)
     nseg = p.sT.shape[0]
-    qx = np.empty((bp // 16, p.kt, 16, 64), dtype=np.int8)
+    qx = _aligned_empty((bp // 16, p.kt, 16, 64))
     sx = np.empty(bp, dtype=np.float32)
     qxsum = np.empty((nseg, bp), dtype=np.int32)
     x = np.ascontiguousarray(x)
