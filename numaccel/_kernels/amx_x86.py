@@ -31,6 +31,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
 from numba.extending import intrinsic
 
 from .._config import FASTMATH
@@ -87,6 +88,20 @@ def _memory_op(name: str, tile: int):
         return types.void(array, types.int64, types.int64), codegen
 
     return op
+
+
+@intrinsic
+def _prefetch_l2(typingctx, array, off):
+    """``prefetcht1`` of the cache line at byte ``off`` of a 1-D array (a hint: it never faults)."""
+
+    def codegen(context, builder, sig, args):
+        i32 = ir.IntType(32)
+        ptr = builder.gep(_data_ptr(context, builder, sig.args[0], args[0]), [args[1]])
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [_PTR, i32, i32, i32]),
+                                            "llvm.prefetch.p0")
+        builder.call(fn, [ptr, ir.Constant(i32, 0), ir.Constant(i32, 2), ir.Constant(i32, 1)])
+
+    return types.void(array, types.int64), codegen
 
 
 def _tile_op(name: str, *tiles: int):
@@ -162,9 +177,19 @@ def _scale_group(acc, sv, zv, qs, has_zp, rows, first, fac, vals):
 
 
 @njit(inline="always")
-def _steps_2x2(wp, wb0, wb1, qx, a0, a1, t0, t1):
+def _prefetch_ahead(wp, t, pf):
+    """Prefetch into L2 the ``pf[1]`` bytes of the next weight pair that step ``t`` is due to bring in
+    (``pf = (first byte of this segment's share, bytes per step, end)``; ``pf[1] == 0``: none)."""
+    o = pf[0] + t * pf[1]
+    for line in range(o, min(o + pf[1], pf[2]), 64):
+        _prefetch_l2(wp, line)
+
+
+@njit(inline="always")
+def _steps_2x2(wp, wb0, wb1, qx, a0, a1, t0, t1, pf):
     """Each tile load placed just before the first ``tdpbssd`` that needs it, so loads overlap the products
-    (Intel Xeon host, 4096 x 4096: 4-11 % faster than four loads then four products, in interleaved runs)."""
+    (Intel Xeon host, 4096 x 4096: 4-11 % faster than four loads then four products, in interleaved runs),
+    then the prefetch of this step's share of the next pair's weights."""
     for t in range(t0, t1):
         _load_a0(qx, a0 + t * TILE_BYTES, 64)
         _load_b0(wp, wb0 + t * TILE_BYTES, 64)
@@ -174,16 +199,18 @@ def _steps_2x2(wp, wb0, wb1, qx, a0, a1, t0, t1):
         _load_a1(qx, a1 + t * TILE_BYTES, 64)
         _dot_10()
         _dot_11()
+        _prefetch_ahead(wp, t - t0, pf)
 
 
 @njit(inline="always")
-def _steps_1x2(wp, wb0, wb1, qx, a0, t0, t1):
+def _steps_1x2(wp, wb0, wb1, qx, a0, t0, t1, pf):
     for t in range(t0, t1):
         _load_a0(qx, a0 + t * TILE_BYTES, 64)
         _load_b0(wp, wb0 + t * TILE_BYTES, 64)
         _dot_00()
         _load_b1(wp, wb1 + t * TILE_BYTES, 64)
         _dot_01()
+        _prefetch_ahead(wp, t - t0, pf)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
@@ -193,11 +220,19 @@ def _w8a8_amx(wp, kt, seg_t, sT, zT, has_zp, qx, sx, qxsum, out):
     One ``prange`` iteration per pair of 16-output blocks; for each group of 32 activation rows and each
     segment, the four accumulator tiles run the whole segment, are stored, scaled into a 32 x 32 float32
     block, and the block is written out after the last segment.
+
+    With two or more row groups the steps also prefetch the next pair's weights into L2, spread evenly over
+    the pair's steps, so that a cold pair does not wait for DRAM in its first group (Intel Xeon host with a
+    105 MiB L3, 4096 x 4096 cold, 2 threads, 11 interleaved rounds: batch 256 3.12 against 3.48 ms, batch 64
+    1.38 against 1.48 ms; with one group, batch 16, the prefetches cost more than they saved: 0.97 against
+    0.83 ms).
     """
     B, N = out.shape
     S, Bp = qxsum.shape
     npairs = sT.shape[1] // 32
     ngroups = (Bp + 31) // 32
+    pair_bytes = 2 * kt * TILE_BYTES
+    pf_step = 64 * -(-(pair_bytes // 64) // (ngroups * kt)) if ngroups > 1 else 0
     for jp in prange(npairs):
         cfg = _tile_config()
         _load_config(cfg)
@@ -209,6 +244,7 @@ def _w8a8_amx(wp, kt, seg_t, sT, zT, has_zp, qx, sx, qxsum, out):
         ncols = min(32, N - n0)
         wb0 = (2 * jp) * kt * TILE_BYTES
         wb1 = (2 * jp + 1) * kt * TILE_BYTES
+        pf_end = min(wb0 + 2 * pair_bytes, wp.size)
         for gi in range(ngroups):
             b0 = 32 * gi
             two = b0 + 16 < Bp
@@ -217,16 +253,17 @@ def _w8a8_amx(wp, kt, seg_t, sT, zT, has_zp, qx, sx, qxsum, out):
             for seg in range(S):
                 t0 = seg * seg_t
                 t1 = min(t0 + seg_t, kt)
+                pf = (wb0 + pair_bytes + (gi * kt + t0) * pf_step, pf_step, pf_end)
                 _zero_c0()
                 _zero_c1()
                 if two:
                     _zero_c2()
                     _zero_c3()
-                    _steps_2x2(wp, wb0, wb1, qx, a0, a0 + kt * TILE_BYTES, t0, t1)
+                    _steps_2x2(wp, wb0, wb1, qx, a0, a0 + kt * TILE_BYTES, t0, t1, pf)
                     _store_c2(ab, 2 * TILE_BYTES, 64)
                     _store_c3(ab, 3 * TILE_BYTES, 64)
                 else:
-                    _steps_1x2(wp, wb0, wb1, qx, a0, t0, t1)
+                    _steps_1x2(wp, wb0, wb1, qx, a0, t0, t1, pf)
                 _store_c0(ab, 0, 64)
                 _store_c1(ab, TILE_BYTES, 64)
                 _scale_group(acc, sT[seg, n0:n0 + 32], zT[seg, n0:n0 + 32], qxsum[seg, b0:b0 + rows], has_zp, rows,
