@@ -92,6 +92,8 @@ def _choices(w, aq, b: int):
                         ("lanes", "lanes-prefetch", "gather")))
     elif isinstance(w, Int8Weight):
         case = wisdom.case_key("int8", w.shape, b)
+        if aq is None and plan_int8._USE_PANELS and b == 1:
+            out.append(("int8-gemv", case, plan_int8.gemv_default(), ("panels", "streams")))
         if aq is None and plan_int8._USE_PANELS and b > 1:
             out.append(("int8-panels", case, plan_int8.panels_default(b), ("tiles", "convert")))
         if aq == "int8" and amx.possible(w):

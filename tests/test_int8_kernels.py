@@ -185,6 +185,26 @@ def test_weight_only_block_conversion_is_the_same_product(rng, parity, monkeypat
         parity(in_tiles, ref_linear(x, qw))
 
 
+@pytest.mark.parametrize("n", [1, 64, 130, 200, 64 * 5 + 3, 64 * 8])
+@pytest.mark.parametrize("group_size", [None, 32, 100])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_weight_only_batch_one_streams_are_the_same_product(rng, parity, n, group_size, symmetric):
+    """At batch 1, "streams" (several panels side by side per thread) and "panels" (one at a time) compute
+    the same products in the same order: equal bit for bit, every output written, for panel counts that
+    are and are not multiples of the streams."""
+    from numaccel.plan import wisdom
+
+    _, qw, x = _case(rng, (n, 301, 1), group_size, symmetric, np.float32)
+    outs = {}
+    for variant in wisdom.CHOICES["int8-gemv"]:
+        with wisdom.forced({"int8-gemv": variant}):
+            out = np.full((1, n), np.nan, np.float32)
+            outs[variant] = na.linear(x, qw, out=out)
+    np.testing.assert_array_equal(outs["streams"], outs["panels"])
+    assert np.isfinite(outs["streams"]).all()
+    parity(outs["streams"], ref_linear(x, qw))
+
+
 @pytest.mark.parametrize("shape", [(70, 150, 23), (65, 129, 70), (9, 40, 1)])
 @pytest.mark.parametrize("group_size", [None, 32])
 @pytest.mark.parametrize("symmetric", [True, False])

@@ -20,9 +20,10 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .int8_tiles_x86 import MAX_RB, MK_I8F32, MK_VNNI, PANEL
+from .int8_tiles_x86 import MAX_RB, MK_I8F32, MK_I8F32_STREAMS, MK_VNNI, PANEL
 
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
+_S1, _S2, _S3, _S4 = MK_I8F32_STREAMS
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
 
 
@@ -313,6 +314,65 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, convert, out):
         for b in range(B):
             o = out[b, n0:min(n0 + PANEL, N)]
             f = fac[b]
+            for j in range(o.size):
+                o[j] = f[j]
+
+
+@njit(inline="always")
+def _stream_steps(panels, p0, ns, xb, ga, gb, off, kc, acc, fresh):
+    """``_i8f32_steps`` at batch 1 over the ``ns`` panels ``p0 ..`` side by side (``acc`` row i: panel p0 + i)."""
+    for k0 in range(ga, gb, kc):
+        kn = min(kc, gb - k0)
+        init = fresh and k0 == ga
+        if ns >= 4:
+            _S4(panels, p0, k0, xb, k0 - off, kn, acc, init)
+        elif ns == 3:
+            _S3(panels, p0, k0, xb, k0 - off, kn, acc, init)
+        elif ns == 2:
+            _S2(panels, p0, k0, xb, k0 - off, kn, acc, init)
+        else:
+            _S1(panels, p0, k0, xb, k0 - off, kn, acc, init)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _qmm_int8_panels_streams(panels, sT, zT, gs, xp, xsum, kc, S, out):
+    """``_qmm_int8_panels`` for one activation row (``xp`` (NKB, 1, KX)), ``S`` (1 to 4) panels at a time.
+
+    Each ``prange`` iteration multiplies ``S`` neighbouring panels side by side, so each core keeps ``S``
+    streams of codes in flight instead of one; every panel's products, their order and the scaling are
+    those of ``_qmm_int8_panels``, so the results are the same bit for bit.
+    """
+    P, K, _ = panels.shape
+    NKB, _, KX = xp.shape
+    G = sT.shape[0]
+    N = out.shape[1]
+    for pg in prange(-(-P // S)):
+        p0 = pg * S
+        ns = min(S, P - p0)
+        acc = np.empty((S, PANEL), np.float32)
+        fac = np.zeros((S, PANEL), np.float32)
+        for g in range(G):
+            if G == 1:
+                for kb in range(NKB):
+                    ga = kb * KX
+                    _stream_steps(panels, p0, ns, xp[kb], ga, min(ga + KX, K), ga, kc, acc, kb == 0)
+            else:
+                ga = g * gs
+                kb = ga // KX
+                _stream_steps(panels, p0, ns, xp[kb], ga, min(ga + gs, K), kb * KX, kc, acc, True)
+            t = xsum[0, g]
+            for i in range(ns):
+                n0 = (p0 + i) * PANEL
+                s = sT[g, n0:n0 + PANEL]
+                z = zT[g, n0:n0 + PANEL]
+                a = acc[i]
+                f = fac[i]
+                for j in range(PANEL):
+                    f[j] += s[j] * (a[j] - z[j] * t)
+        for i in range(ns):
+            n0 = (p0 + i) * PANEL
+            o = out[0, n0:min(n0 + PANEL, N)]
+            f = fac[i]
             for j in range(o.size):
                 o[j] = f[j]
 

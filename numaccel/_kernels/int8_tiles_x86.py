@@ -81,6 +81,42 @@ def _rows(builder, b0, nb, rb):
     return out
 
 
+def _accumulators(builder, init, aaddr, nv, vt):
+    """Register accumulators (allocas) for the rows at ``aaddr``: zero when ``init``, else loaded."""
+    accs = [[cgutils.alloca_once(builder, vt) for _ in range(nv)] for _ in aaddr]
+    with builder.if_else(init) as (then, otherwise):
+        with then:
+            for row in accs:
+                for a in row:
+                    builder.store(ir.Constant(vt, None), a)
+        with otherwise:
+            for addr, row in zip(aaddr, accs, strict=True):
+                for v, a in enumerate(row):
+                    builder.store(_vload(builder, addr, 64 * v, vt, 4), a)
+    return accs
+
+
+def _store_accumulators(builder, accs, aaddr, vt):
+    for addr, row in zip(aaddr, accs, strict=True):
+        for v, a in enumerate(row):
+            builder.store(builder.load(a), _ptr(builder, builder.add(addr, ir.Constant(_i64, 64 * v)), vt), align=4)
+
+
+def _fma_and_prefetch(builder):
+    """The ``llvm.fma.v16f32`` function, a prefetch call ``pf(addr)`` into L2, for a micro-kernel."""
+    fma = cgutils.get_or_insert_function(
+        builder.module, ir.FunctionType(_v16f, [_v16f, _v16f, _v16f]), "llvm.fma.v16f32"
+    )
+    pfty = ir.FunctionType(ir.VoidType(), [_i8.as_pointer(), _i32, _i32, _i32])
+    prefetch = cgutils.get_or_insert_function(builder.module, pfty, "llvm.prefetch.p0")
+    pfargs = [ir.Constant(_i32, 0), ir.Constant(_i32, 2), ir.Constant(_i32, 1)]  # read, keep in L2, data
+
+    def pf(addr):
+        builder.call(prefetch, [_ptr(builder, addr, _i8)] + pfargs)
+
+    return fma, pf
+
+
 def _tile_codegen(kind, rb):
     """Code generator of one micro-kernel; ``kind`` is "i8f32", "f32" or "vnni"."""
     nv = PANEL // LANES
@@ -106,28 +142,13 @@ def _tile_codegen(kind, rb):
             aaddr.append(aa)
         waddr, wstride = _row_addr(context, builder, wty, w, wr0)
 
-        accs = [[cgutils.alloca_once(builder, acc_vt) for _ in range(nv)] for _ in range(rb)]
-        with builder.if_else(init) as (then, otherwise):
-            with then:
-                for i in range(rb):
-                    for v in range(nv):
-                        builder.store(ir.Constant(acc_vt, None), accs[i][v])
-            with otherwise:
-                for i in range(rb):
-                    for v in range(nv):
-                        builder.store(_vload(builder, aaddr[i], 64 * v, acc_vt, 4), accs[i][v])
+        accs = _accumulators(builder, init, aaddr, nv, acc_vt)
 
         if kind == "vnni":
             dp = cgutils.get_or_insert_function(
                 builder.module, ir.FunctionType(_v16i, [_v16i, _v16i, _v16i]), "llvm.x86.avx512.vpdpbusd.512"
             )
-        else:
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(_v16f, [_v16f, _v16f, _v16f]), "llvm.fma.v16f32"
-            )
-        pfty = ir.FunctionType(ir.VoidType(), [_i8.as_pointer(), _i32, _i32, _i32])
-        prefetch = cgutils.get_or_insert_function(builder.module, pfty, "llvm.prefetch.p0")
-        pfargs = [ir.Constant(_i32, 0), ir.Constant(_i32, 2), ir.Constant(_i32, 1)]  # read, keep in L2, data
+        fma, pf = _fma_and_prefetch(builder)
         ahead = builder.mul(kn, wstride)  # the same step of the next weight block
         row_bytes = 16 * nv if kind == "i8f32" else 64 * nv  # bytes of weights per step
         with cgutils.for_range(builder, kn) as loop:
@@ -138,7 +159,7 @@ def _tile_codegen(kind, rb):
             # buffer in L1 that the caller refills; its stream is the caller's.)
             for line in range(0, row_bytes if kind != "f32" else 0, 64):
                 addr = builder.add(builder.add(wrow, ahead), ir.Constant(_i64, line))
-                builder.call(prefetch, [_ptr(builder, addr, _i8)] + pfargs)
+                pf(addr)
             wv = []
             for v in range(nv):
                 if kind == "i8f32":
@@ -159,10 +180,7 @@ def _tile_codegen(kind, rb):
                     else:
                         a = builder.call(fma, [xv, wv[v], a])
                     builder.store(a, accs[i][v])
-        for i in range(rb):
-            for v in range(nv):
-                p = _ptr(builder, builder.add(aaddr[i], ir.Constant(_i64, 64 * v)), acc_vt)
-                builder.store(builder.load(accs[i][v]), p, align=4)
+        _store_accumulators(builder, accs, aaddr, acc_vt)
         return context.get_dummy_value()
 
     return codegen
@@ -184,3 +202,65 @@ def _make_tile(kind, rb):
 # One intrinsic per (kind, tile height), built once at import.
 MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
 MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))
+
+
+def _streams_codegen(ns):
+    """Code generator of ``MK_I8F32_STREAMS[ns - 1]``: the one-row int8 tile over ``ns`` panels at once."""
+    nv = PANEL // LANES
+
+    def codegen(context, builder, sig, args):
+        pty, _, _, xty, _, _, accty, _ = sig.args
+        panels, p0, wr0, x, k0, kn, acc, init = args
+        p0, wr0, k0, kn = (context.cast(builder, v, t, types.int64)
+                           for v, t in zip((p0, wr0, k0, kn), (sig.args[1], sig.args[2]) + sig.args[4:6],
+                                           strict=True))
+        init = context.cast(builder, init, sig.args[7], types.boolean)
+        pa = context.make_array(pty)(context, builder, panels)
+        pstride, wstride, _ = cgutils.unpack_tuple(builder, pa.strides, 3)
+        pbase = builder.add(builder.ptrtoint(pa.data, _i64), builder.mul(wr0, wstride))
+        waddr = [builder.add(pbase, builder.mul(builder.add(p0, ir.Constant(_i64, i)), pstride))
+                 for i in range(ns)]
+        xa, _ = _row_addr(context, builder, xty, x, ir.Constant(_i64, 0))
+        xaddr = builder.add(xa, builder.mul(k0, ir.Constant(_i64, 4)))
+        aaddr = [_row_addr(context, builder, accty, acc, ir.Constant(_i64, i))[0] for i in range(ns)]
+
+        accs = _accumulators(builder, init, aaddr, nv, _v16f)
+        fma, pf = _fma_and_prefetch(builder)
+        ahead = builder.mul(kn, wstride)  # the same step of the next weight block
+        with cgutils.for_range(builder, kn) as loop:
+            k = loop.index
+            koff = builder.mul(k, wstride)
+            xs = builder.load(_ptr(builder, builder.add(xaddr, builder.mul(k, ir.Constant(_i64, 4))), _f32),
+                              align=4)
+            xv = _splat(builder, xs, _v16f)
+            for i in range(ns):
+                wrow = builder.add(waddr[i], koff)
+                pf(builder.add(wrow, ahead))
+                for v in range(nv):
+                    b = _vload(builder, wrow, 16 * v, _v16b, 1)
+                    wv = builder.sitofp(builder.sext(b, _v16i), _v16f)
+                    a = builder.call(fma, [xv, wv, builder.load(accs[i][v])])
+                    builder.store(a, accs[i][v])
+        _store_accumulators(builder, accs, aaddr, _v16f)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+def _make_streams(ns):
+    codegen = _streams_codegen(ns)
+
+    def typer(typingctx, panels, p0, wr0, x, k0, kn, acc, init):
+        return types.void(panels, p0, wr0, x, k0, kn, acc, init), codegen
+
+    typer.__name__ = f"_mk_i8f32_streams_{ns}"
+    return intrinsic(typer)
+
+
+# One-row int8 tiles over several panels at once (batch 1), ``MK_I8F32_STREAMS[ns - 1]`` for ``ns`` panels:
+# ``acc[i, :64] (+)= sum_k x[0, k0 + k] * panels[p0 + i, wr0 + k, :64]`` for ``i < ns``, ``k < kn``, each
+# panel's sum in the order ``MK_I8F32[0]`` takes on that panel alone (the same results bit for bit). Reading
+# ``ns`` panels side by side keeps ``ns`` memory streams in flight on one core, where one panel at a time is
+# one stream. ``panels`` int8 (P, K, 64) C-contiguous, ``x`` float32 2-D (row 0), ``acc`` float32 (>= ns, 64).
+MAX_STREAMS = 4
+MK_I8F32_STREAMS = tuple(_make_streams(ns) for ns in range(1, MAX_STREAMS + 1))

@@ -214,6 +214,30 @@ def panels_default(batch: int) -> str:
     return "convert" if batch >= _config.INT8_CONVERT_MIN_B else "tiles"
 
 
+def gemv_default() -> str:
+    """Return the host default of choice ``int8-gemv`` (weight-only float32, one activation row).
+
+    ``"streams"`` (four panels side by side on each thread) on Intel CPUs, where a core reaches more memory
+    bandwidth with four streams in flight than with one; ``"panels"`` elsewhere (measured on AMD Zen 4 and
+    Zen 5 before the streams existed). See docs/performance.md, "int8 weight-only at batch 1".
+    """
+    return "streams" if _config.cpu_vendor() == "GenuineIntel" else "panels"
+
+
+def _streams(npanels: int) -> int:
+    """Return the panels side by side per thread at batch 1.
+
+    Up to ``MAX_STREAMS``, but never so many that a thread is left without a group of panels (256 rows on
+    two threads run as two groups of two, not one of four).
+    """
+    return max(1, min(int8_tiles_x86.MAX_STREAMS, npanels // max(1, _config.num_threads())))
+
+
+def _gemv_variant(w) -> str:
+    """Return the batch-1 weight-only variant: the default unless the wisdom measured otherwise."""
+    return wisdom.choose("int8-gemv", lambda: wisdom.case_key("int8", w.shape, 1), gemv_default())
+
+
 def _panels_variant(w, batch: int) -> str:
     """Return the weight-only float32 panel variant: the default unless the wisdom measured otherwise."""
     return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), panels_default(batch))
@@ -251,7 +275,11 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
                 else:
                     xp = xr.reshape(1, nb, k)
                 xsum = _group_sums(xr, v.gs, g) if v.has_zp else np.zeros((nb, g), dtype=np.float32)
-                int8_cpu._qmm_int8_panels(panels, sT, zT, v.gs, xp, xsum, kc, convert, out[r0:r1])
+                if nb == 1 and _gemv_variant(w) == "streams":
+                    int8_cpu._qmm_int8_panels_streams(panels, sT, zT, v.gs, xp, xsum, kc,
+                                                      _streams(panels.shape[0]), out[r0:r1])
+                else:
+                    int8_cpu._qmm_int8_panels(panels, sT, zT, v.gs, xp, xsum, kc, convert, out[r0:r1])
         elif quant is None:
             xsum = _group_sums(x, v.gs, g) if v.has_zp else np.zeros((B, g), dtype=x.dtype)
             int8_cpu._qmm_int8_simple(w.qweight, v.s2, v.z2, v.gs, x, xsum, out)

@@ -43,11 +43,14 @@ __all__ = ["CHOICES", "choose", "forced", "host_key", "load", "path", "record", 
 #   dense-gemv:     float32 dense layers of a few rows: "blas" (NumPy's matmul) or numaccel's "gemv".
 #   int8-panels:    int8 weight-only float32 products: "tiles" convert codes inside every register tile,
 #                   "convert" converts each block of codes to float32 once and reuses it for all rows.
+#   int8-gemv:      int8 weight-only float32 products of one activation row: "panels" reads one 64-row panel
+#                   at a time per thread, "streams" four side by side (four memory streams per core).
 #   int8-w8a8:      W8A8 products: "vnni" (AVX-512 VNNI) or "amx" (Intel AMX tiles).
 CHOICES: dict[str, tuple[str, ...]] = {
     "csr-gemv": ("scalar", "lanes", "lanes-prefetch", "gather"),
     "dense-gemv": ("blas", "gemv"),
     "int8-panels": ("tiles", "convert"),
+    "int8-gemv": ("panels", "streams"),
     "int8-w8a8": ("vnni", "amx"),
 }
 
