@@ -114,7 +114,8 @@ def _numaccel(rounds: int, calls: int) -> None:
     xo = np.empty((64, 8), np.uint64)
     lines = [p[0].view(np.uint64).reshape(64, -1, 8) for p in ps]
     nbytes = qs[0].qweight.nbytes
-    print(host.line(), f"numba {numba.__version__}, {numba.config.THREADING_LAYER} layer,"
+    kernel(ps[0])  # starts Numba's threading layer, so that it can be named
+    print(host.line(), f"numba {numba.__version__}, {numba.threading_layer()} layer,"
           f" {numba.get_num_threads()} threads")
     cases = {
         "na.linear int8 B=1 cold": [lambda q=q: na.linear(x, q) for q in qs],
