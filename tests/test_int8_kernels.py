@@ -205,6 +205,27 @@ def test_weight_only_batch_one_streams_are_the_same_product(rng, parity, n, grou
     parity(outs["streams"], ref_linear(x, qw))
 
 
+@pytest.mark.skipif(not quant._USE_VNNI, reason="W8A8 batch-1 variants need AVX-512 VNNI")
+@pytest.mark.parametrize("n", [1, 64, 130, 64 * 4 + 3, 64 * 5 + 3, 64 * 9 + 1])
+@pytest.mark.parametrize("group_size", [None, 32, 100])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_w8a8_batch_one_streams_are_the_same_product(rng, parity, n, group_size, symmetric):
+    """At batch 1, W8A8's "streams" (several panels side by side per thread) and "panels" give the same
+    exact int32 sums and the same scaling: equal bit for bit, every output written, for panel counts that
+    leave a last group of 1 to 4 panels."""
+    from numaccel.plan import wisdom
+
+    _, qw, x = _case(rng, (n, 301, 1), group_size, symmetric, np.float32)
+    outs = {}
+    for variant in wisdom.CHOICES["w8a8-gemv"]:
+        with wisdom.forced({"w8a8-gemv": variant}):
+            out = np.full((1, n), np.nan, np.float32)
+            outs[variant] = na.linear(x, qw, activation_quant="int8", out=out)
+    np.testing.assert_array_equal(outs["streams"], outs["panels"])
+    assert np.isfinite(outs["streams"]).all()
+    parity(outs["streams"], ref_linear_w8a8(x, qw))
+
+
 @pytest.mark.parametrize("shape", [(70, 150, 23), (65, 129, 70), (9, 40, 1)])
 @pytest.mark.parametrize("group_size", [None, 32])
 @pytest.mark.parametrize("symmetric", [True, False])

@@ -21,6 +21,7 @@ from reference import ref_linear
 import numaccel as na
 from numaccel import _config, tuning
 from numaccel.plan import amx, csr, dense, wisdom
+from numaccel.plan import int8 as plan_int8
 
 HAS_AVX512 = _config.CSR_USE_TILES
 GEMV_VARIANTS = ["scalar", "lanes", "lanes-prefetch", "gather"]
@@ -271,6 +272,9 @@ def test_tune_model_and_w8a8(wisdom_file, rng, monkeypatch):
     q = na.quantize(rng.standard_normal((64, 128)).astype(np.float32))
     rep = na.tune(q, (8, 64), activation_quant="int8", repeats=1, cold=False)
     assert all(r["choice"] == "int8-w8a8" for r in rep) and (len(rep) == 2) == amx.possible(q)
+    rep = na.tune(q, 1, activation_quant="int8", repeats=1, cold=False)
+    choices = {r["choice"] for r in rep}
+    assert ("w8a8-gemv" in choices) == (plan_int8._USE_VNNI and plan_int8._USE_PANELS)
 
 
 @pytest.mark.parametrize(("kw", "err"), [

@@ -20,10 +20,11 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import FASTMATH
-from .int8_tiles_x86 import MAX_RB, MK_I8F32, MK_I8F32_STREAMS, MK_VNNI, PANEL
+from .int8_tiles_x86 import MAX_RB, MK_I8F32, MK_I8F32_STREAMS, MK_VNNI, MK_VNNI_STREAMS, PANEL
 
 _I1, _I2, _I3, _I4, _I5, _I6 = MK_I8F32
 _S1, _S2, _S3, _S4 = MK_I8F32_STREAMS
+_U1, _U2, _U3, _U4 = MK_VNNI_STREAMS
 _V1, _V2, _V3, _V4, _V5, _V6 = MK_VNNI
 
 
@@ -386,6 +387,68 @@ def _vnni_steps(w, xb, ga, gb, off, kc4, B, acc, fresh):
         kn = min(kc4, gb - k0)
         for b0 in range(0, B, rt):
             _tile_vnni(w, k0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
+
+
+@njit(inline="always")
+def _vnni_stream_steps(panels4, p0, ns, xb, ga, gb, off, kc4, acc, fresh):
+    """``_vnni_steps`` at batch 1 over the ``ns`` panels ``p0 ..`` side by side (``acc`` row i: panel p0 + i)."""
+    for k0 in range(ga, gb, kc4):
+        kn = min(kc4, gb - k0)
+        init = fresh and k0 == ga
+        if ns >= 4:
+            _U4(panels4, p0, k0, xb, k0 - off, kn, acc, init)
+        elif ns == 3:
+            _U3(panels4, p0, k0, xb, k0 - off, kn, acc, init)
+        elif ns == 2:
+            _U2(panels4, p0, k0, xb, k0 - off, kn, acc, init)
+        else:
+            _U1(panels4, p0, k0, xb, k0 - off, kn, acc, init)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
+def _w8a8_vnni_panels_streams(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, kc4, S, out):
+    """``_w8a8_vnni_panels`` for one activation row (``xu`` (NKB, 1, KX)), ``S`` (1 to 4) panels at a time.
+
+    Each ``prange`` iteration multiplies ``S`` neighbouring panels side by side, so each core keeps ``S``
+    streams of codes in flight instead of one. The int32 group sums are exact in any order and the float32
+    scaling is that of ``_w8a8_vnni_panels``, so the results are the same bit for bit.
+    """
+    P, K4, _ = panels4.shape
+    NKB, _, KX = xu.shape
+    KX4 = KX // 4
+    G = sT.shape[0]
+    N = out.shape[1]
+    for pg in prange(-(-P // S)):
+        p0 = pg * S
+        ns = min(S, P - p0)
+        acc = np.empty((S, PANEL), np.int32)
+        fac = np.zeros((S, PANEL), np.float32)
+        for g in range(G):
+            if G == 1:
+                for kb in range(NKB):
+                    ga = kb * KX4
+                    _vnni_stream_steps(panels4, p0, ns, xu[kb], ga, min(ga + KX4, K4), ga, kc4, acc, kb == 0)
+            else:
+                ga = g * gs4
+                kb = ga // KX4
+                _vnni_stream_steps(panels4, p0, ns, xu[kb], ga, min(ga + gs4, K4), kb * KX4, kc4, acc, True)
+            t = qxsum[0, g]
+            for i in range(ns):
+                n0 = (p0 + i) * PANEL
+                c = corrT[g, n0:n0 + PANEL]
+                s = sT[g, n0:n0 + PANEL]
+                z = zT[g, n0:n0 + PANEL]
+                a = acc[i]
+                f = fac[i]
+                for j in range(PANEL):
+                    f[j] += s[j] * np.float32(np.int32(a[j] - c[j] - z[j] * t))
+        sb = sx[0]
+        for i in range(ns):
+            n0 = (p0 + i) * PANEL
+            o = out[0, n0:min(n0 + PANEL, N)]
+            f = fac[i]
+            for j in range(o.size):
+                o[j] = f[j] * sb
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)

@@ -204,9 +204,13 @@ MK_I8F32 = tuple(_make_tile("i8f32", rb) for rb in range(1, MAX_RB + 1))
 MK_VNNI = tuple(_make_tile("vnni", rb) for rb in range(1, MAX_RB + 1))
 
 
-def _streams_codegen(ns):
-    """Code generator of ``MK_I8F32_STREAMS[ns - 1]``: the one-row int8 tile over ``ns`` panels at once."""
+def _streams_codegen(ns, kind="i8f32"):
+    """Code generator of ``MK_I8F32_STREAMS[ns - 1]`` (``kind`` "i8f32") or ``MK_VNNI_STREAMS[ns - 1]``
+    ("vnni"): the one-row tile of that kind over ``ns`` panels at once."""
     nv = PANEL // LANES
+    vnni = kind == "vnni"
+    acc_vt = _v16i if vnni else _v16f
+    acc_et = _i32 if vnni else _f32
 
     def codegen(context, builder, sig, args):
         pty, _, _, xty, _, _, accty, _ = sig.args
@@ -224,36 +228,45 @@ def _streams_codegen(ns):
         xaddr = builder.add(xa, builder.mul(k0, ir.Constant(_i64, 4)))
         aaddr = [_row_addr(context, builder, accty, acc, ir.Constant(_i64, i))[0] for i in range(ns)]
 
-        accs = _accumulators(builder, init, aaddr, nv, _v16f)
+        accs = _accumulators(builder, init, aaddr, nv, acc_vt)
         fma, pf = _fma_and_prefetch(builder)
+        if vnni:
+            dp = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_v16i, [_v16i, _v16i, _v16i]), "llvm.x86.avx512.vpdpbusd.512"
+            )
         ahead = builder.mul(kn, wstride)  # the same step of the next weight block
         with cgutils.for_range(builder, kn) as loop:
             k = loop.index
             koff = builder.mul(k, wstride)
-            xs = builder.load(_ptr(builder, builder.add(xaddr, builder.mul(k, ir.Constant(_i64, 4))), _f32),
+            xs = builder.load(_ptr(builder, builder.add(xaddr, builder.mul(k, ir.Constant(_i64, 4))), acc_et),
                               align=4)
-            xv = _splat(builder, xs, _v16f)
+            xv = _splat(builder, xs, acc_vt)
             for i in range(ns):
                 wrow = builder.add(waddr[i], koff)
-                pf(builder.add(wrow, ahead))
+                for line in range(0, 64 * nv if vnni else 64, 64):  # a step: 256 bytes (VNNI) or 64
+                    pf(builder.add(builder.add(wrow, ahead), ir.Constant(_i64, line)))
                 for v in range(nv):
-                    b = _vload(builder, wrow, 16 * v, _v16b, 1)
-                    wv = builder.sitofp(builder.sext(b, _v16i), _v16f)
-                    a = builder.call(fma, [xv, wv, builder.load(accs[i][v])])
+                    if vnni:
+                        wv = builder.bitcast(_vload(builder, wrow, 64 * v, _v64b, 1), _v16i)
+                        a = builder.call(dp, [builder.load(accs[i][v]), xv, wv])
+                    else:
+                        b = _vload(builder, wrow, 16 * v, _v16b, 1)
+                        wv = builder.sitofp(builder.sext(b, _v16i), _v16f)
+                        a = builder.call(fma, [xv, wv, builder.load(accs[i][v])])
                     builder.store(a, accs[i][v])
-        _store_accumulators(builder, accs, aaddr, _v16f)
+        _store_accumulators(builder, accs, aaddr, acc_vt)
         return context.get_dummy_value()
 
     return codegen
 
 
-def _make_streams(ns):
-    codegen = _streams_codegen(ns)
+def _make_streams(ns, kind="i8f32"):
+    codegen = _streams_codegen(ns, kind)
 
     def typer(typingctx, panels, p0, wr0, x, k0, kn, acc, init):
         return types.void(panels, p0, wr0, x, k0, kn, acc, init), codegen
 
-    typer.__name__ = f"_mk_i8f32_streams_{ns}"
+    typer.__name__ = f"_mk_{kind}_streams_{ns}"
     return intrinsic(typer)
 
 
@@ -264,3 +277,7 @@ def _make_streams(ns):
 # one stream. ``panels`` int8 (P, K, 64) C-contiguous, ``x`` float32 2-D (row 0), ``acc`` float32 (>= ns, 64).
 MAX_STREAMS = 4
 MK_I8F32_STREAMS = tuple(_make_streams(ns) for ns in range(1, MAX_STREAMS + 1))
+# The same for W8A8 (``vpdpbusd``): ``acc[i, :64] (+)= sum_t dot4(x[0, 4(k0 + t):][:4], panels4[p0 + i,
+# wr0 + t, :256])``, exact int32 sums as ``MK_VNNI[0]`` gives per panel; ``panels`` int8 (P, K4, 256), ``x``
+# uint8 2-D (row 0, four per step), ``acc`` int32 (>= ns, 64).
+MK_VNNI_STREAMS = tuple(_make_streams(ns, "vnni") for ns in range(1, MAX_STREAMS + 1))

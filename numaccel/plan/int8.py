@@ -238,6 +238,11 @@ def _gemv_variant(w) -> str:
     return wisdom.choose("int8-gemv", lambda: wisdom.case_key("int8", w.shape, 1), gemv_default())
 
 
+def _w8a8_gemv_variant(w) -> str:
+    """Return the batch-1 W8A8 VNNI variant: the default unless the wisdom measured otherwise."""
+    return wisdom.choose("w8a8-gemv", lambda: wisdom.case_key("int8", w.shape, 1), gemv_default())
+
+
 def _panels_variant(w, batch: int) -> str:
     """Return the weight-only float32 panel variant: the default unless the wisdom measured otherwise."""
     return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), panels_default(batch))
@@ -298,7 +303,11 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
                 qxsum = np.empty((nb, g8), dtype=np.int32)
                 quantize_rows = int8_cpu._quantize_rows_u8 if nb > 2 else int8_cpu._quantize_rows_u8_serial
                 quantize_rows(x[r0:r1], gs8, xu, sx, qxsum)
-                if vnni:
+                if vnni and nb == 1 and _w8a8_gemv_variant(w) == "streams":
+                    int8_cpu._w8a8_vnni_panels_streams(panels4, corrT, sT, zT, gs4, xu, sx, qxsum,
+                                                       _config.INT8_KC_VNNI // 4, _streams(panels4.shape[0]),
+                                                       out[r0:r1])
+                elif vnni:
                     int8_cpu._w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum,
                                                _config.INT8_KC_VNNI // 4, out[r0:r1])
                 else:

@@ -46,12 +46,15 @@ __all__ = ["CHOICES", "choose", "forced", "host_key", "load", "path", "record", 
 #   int8-gemv:      int8 weight-only float32 products of one activation row: "panels" reads one 64-row panel
 #                   at a time per thread, "streams" four side by side (four memory streams per core).
 #   int8-w8a8:      W8A8 products: "vnni" (AVX-512 VNNI) or "amx" (Intel AMX tiles).
+#   w8a8-gemv:      W8A8 VNNI products of one activation row: "panels" one 64-row panel at a time per thread,
+#                   "streams" four side by side.
 CHOICES: dict[str, tuple[str, ...]] = {
     "csr-gemv": ("scalar", "lanes", "lanes-prefetch", "gather"),
     "dense-gemv": ("blas", "gemv"),
     "int8-panels": ("tiles", "convert"),
     "int8-gemv": ("panels", "streams"),
     "int8-w8a8": ("vnni", "amx"),
+    "w8a8-gemv": ("panels", "streams"),
 }
 
 FORMAT = "numaccel-wisdom"
