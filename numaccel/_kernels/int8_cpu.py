@@ -271,6 +271,27 @@ def _weight_only_steps(w, buf, xb, ga, gb, off, kc, B, acc, fresh, convert):
         _i8f32_steps(w, xb, ga, gb, off, kc, B, acc, fresh)
 
 
+@njit(inline="always")
+def _group_blocks(g, G, gs, NKB, KX):
+    """``(kb0, kb1)``: the activation blocks ``kb0 .. kb1 - 1`` (``KX`` steps each) that hold group ``g`` of
+    ``G`` groups of ``gs`` steps: all ``NKB`` blocks for one group, else the one block holding it."""
+    if G == 1:
+        return 0, NKB
+    kb = (g * gs) // KX
+    return kb, kb + 1
+
+
+@njit(inline="always")
+def _block_steps(kb, g, G, gs, KX, K):
+    """``(ga, gb, off, fresh)`` for group ``g`` in activation block ``kb`` (of ``_group_blocks``): its steps
+    ``ga .. gb - 1`` of ``K``, the first step ``off`` the block holds, and whether the sums start afresh."""
+    if G == 1:
+        ga = kb * KX
+        return ga, min(ga + KX, K), ga, kb == 0
+    ga = g * gs
+    return ga, min(ga + gs, K), kb * KX, True
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
 def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, convert, out):
     """Weight-only: ``out = x @ ((q - z) * s).T`` from packed panels, float32 activations, the codes
@@ -296,14 +317,10 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, convert, out):
         buf = np.empty((kc if convert else 1, PANEL), np.float32)
         w = panels[p]
         for g in range(G):
-            if G == 1:
-                for kb in range(NKB):
-                    ga = kb * KX
-                    _weight_only_steps(w, buf, xp[kb], ga, min(ga + KX, K), ga, kc, B, acc, kb == 0, convert)
-            else:
-                ga = g * gs
-                kb = ga // KX
-                _weight_only_steps(w, buf, xp[kb], ga, min(ga + gs, K), kb * KX, kc, B, acc, True, convert)
+            kb0, kb1 = _group_blocks(g, G, gs, NKB, KX)
+            for kb in range(kb0, kb1):
+                ga, gb, off, fresh = _block_steps(kb, g, G, gs, KX, K)
+                _weight_only_steps(w, buf, xp[kb], ga, gb, off, kc, B, acc, fresh, convert)
             s = sT[g, n0:n0 + PANEL]
             z = zT[g, n0:n0 + PANEL]
             for b in range(B):
@@ -353,14 +370,10 @@ def _qmm_int8_panels_streams(panels, sT, zT, gs, xp, xsum, kc, S, out):
         acc = np.empty((S, PANEL), np.float32)
         fac = np.zeros((S, PANEL), np.float32)
         for g in range(G):
-            if G == 1:
-                for kb in range(NKB):
-                    ga = kb * KX
-                    _stream_steps(panels, p0, ns, xp[kb], ga, min(ga + KX, K), ga, kc, acc, kb == 0)
-            else:
-                ga = g * gs
-                kb = ga // KX
-                _stream_steps(panels, p0, ns, xp[kb], ga, min(ga + gs, K), kb * KX, kc, acc, True)
+            kb0, kb1 = _group_blocks(g, G, gs, NKB, KX)
+            for kb in range(kb0, kb1):
+                ga, gb, off, fresh = _block_steps(kb, g, G, gs, KX, K)
+                _stream_steps(panels, p0, ns, xp[kb], ga, gb, off, kc, acc, fresh)
             t = xsum[0, g]
             for i in range(ns):
                 n0 = (p0 + i) * PANEL
@@ -424,14 +437,10 @@ def _w8a8_vnni_panels_streams(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, kc4, S
         acc = np.empty((S, PANEL), np.int32)
         fac = np.zeros((S, PANEL), np.float32)
         for g in range(G):
-            if G == 1:
-                for kb in range(NKB):
-                    ga = kb * KX4
-                    _vnni_stream_steps(panels4, p0, ns, xu[kb], ga, min(ga + KX4, K4), ga, kc4, acc, kb == 0)
-            else:
-                ga = g * gs4
-                kb = ga // KX4
-                _vnni_stream_steps(panels4, p0, ns, xu[kb], ga, min(ga + gs4, K4), kb * KX4, kc4, acc, True)
+            kb0, kb1 = _group_blocks(g, G, gs4, NKB, KX4)
+            for kb in range(kb0, kb1):
+                ga, gb, off, fresh = _block_steps(kb, g, G, gs4, KX4, K4)
+                _vnni_stream_steps(panels4, p0, ns, xu[kb], ga, gb, off, kc4, acc, fresh)
             t = qxsum[0, g]
             for i in range(ns):
                 n0 = (p0 + i) * PANEL
@@ -475,14 +484,10 @@ def _w8a8_vnni_panels(panels4, corrT, sT, zT, gs4, xu, sx, qxsum, kc4, out):
         fac = np.zeros((B, PANEL), np.float32)
         w = panels4[p]
         for g in range(G):
-            if G == 1:
-                for kb in range(NKB):
-                    ga = kb * KX4
-                    _vnni_steps(w, xu[kb], ga, min(ga + KX4, K4), ga, kc4, B, acc, kb == 0)
-            else:
-                ga = g * gs4
-                kb = ga // KX4
-                _vnni_steps(w, xu[kb], ga, min(ga + gs4, K4), kb * KX4, kc4, B, acc, True)
+            kb0, kb1 = _group_blocks(g, G, gs4, NKB, KX4)
+            for kb in range(kb0, kb1):
+                ga, gb, off, fresh = _block_steps(kb, g, G, gs4, KX4, K4)
+                _vnni_steps(w, xu[kb], ga, gb, off, kc4, B, acc, fresh)
             c = corrT[g, n0:n0 + PANEL]
             s = sT[g, n0:n0 + PANEL]
             z = zT[g, n0:n0 + PANEL]
