@@ -64,6 +64,12 @@ INT8_ROWS_PER_PASS_U8 = 512
 INT8_PACK_MIN_B = 8
 INT8_KX_F32 = 256
 INT8_KX_U8 = 512
+# Weight-only float32 batches of at least INT8_BLAS_MIN_B rows run, on Intel CPUs, as float32 GEMMs in
+# NumPy's OpenBLAS on blocks of the weight dequantized on numaccel's threads (choice ``int8-panels``,
+# variant "blas"; docs/performance.md, "int8 at large batches through BLAS"). The blocks of all threads
+# together hold at most INT8_BLAS_SCRATCH_BYTES; that buffer is kept for the next call.
+INT8_BLAS_MIN_B = 512
+INT8_BLAS_SCRATCH_BYTES = 64 << 20
 
 
 def jit_enabled() -> bool:

@@ -95,7 +95,8 @@ def _choices(w, aq, b: int):
         if aq is None and plan_int8._USE_PANELS and b == 1:
             out.append(("int8-gemv", case, plan_int8.gemv_default(), ("panels", "streams")))
         if aq is None and plan_int8._USE_PANELS and b > 1:
-            out.append(("int8-panels", case, plan_int8.panels_default(b), ("tiles", "convert")))
+            variants = ("tiles", "convert", "blas") if plan_int8.blas_possible() else ("tiles", "convert")
+            out.append(("int8-panels", case, plan_int8.panels_default(b), variants))
         if aq == "int8" and plan_int8._USE_VNNI and plan_int8._USE_PANELS and b == 1:
             out.append(("w8a8-gemv", case, plan_int8.gemv_default(), ("panels", "streams")))
         if aq == "int8" and amx.possible(w):

@@ -78,6 +78,17 @@ def dispatch(request, monkeypatch):
     return request.param
 
 
+def run_in_threads(work, count=2):
+    """Run ``work(i)`` for i in range(count), each on its own Python thread at once, and wait for all."""
+    import threading
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
 def make_weight(rng, n, k, density, *, empty_rows=True):
     """A random CSRWeight of about ``density`` nonzeros, rows 1 and -1 empty (for n > 2) unless told not to."""
     import numaccel as na

@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from conftest import make_weight
+from conftest import make_weight, run_in_threads
 from reference import ref_linear, ref_spmm
 
 import numaccel as na
@@ -275,7 +275,6 @@ def test_serial_threshold_sides(rng, parity, path, side, b):
 def test_reused_slab_buffer(rng, parity, monkeypatch):
     """Packed activations share one buffer per Python thread: calls of growing and shrinking size, and
     two threads at once, each get their own correct result."""
-    import threading
 
     monkeypatch.setattr(_config, "CSR_SLAB_KEEP_MIN", 0)
     monkeypatch.setattr(_config, "CSR_SERIAL_WORK", -1)
@@ -288,11 +287,7 @@ def test_reused_slab_buffer(rng, parity, monkeypatch):
     def work(i):
         results[i] = [na.linear(x, w) for x in xs for _ in range(3)]
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work)
     for i in range(2):
         for j, y in enumerate(results[i]):
             parity(y, ref_linear(xs[j // 3], w))

@@ -1,12 +1,14 @@
 """Int8 kernels: weight-only parity, W8A8 parity and exact integer arithmetic (VNNI and portable paths)."""
 
+import contextlib
 import os
 import subprocess
 import sys
-import threading
 
+import numba
 import numpy as np
 import pytest
+from conftest import run_in_threads
 from reference import ref_int_matmul, ref_linear, ref_linear_w8a8
 
 import numaccel as na
@@ -127,11 +129,7 @@ def test_concurrent_calls_from_threads(rng):
         for _ in range(20):
             got[i] = na.linear(xs[i], qw)
 
-    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(work, len(xs))
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -183,6 +181,77 @@ def test_weight_only_block_conversion_is_the_same_product(rng, parity, monkeypat
         np.testing.assert_array_equal(na.linear(x, qw, out=out), in_tiles)
     if x.shape[0]:
         parity(in_tiles, ref_linear(x, qw))
+
+
+@contextlib.contextmanager
+def numba_threads(n):
+    old = numba.get_num_threads()
+    numba.set_num_threads(n)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+@pytest.mark.skipif(not quant.blas_possible(), reason="needs NumPy's OpenBLAS callable from Numba's threads")
+@pytest.mark.parametrize("shape", [(70, 150, 23), (65, 129, 70), (300, 301, 33), (9, 40, 1), (1, 7, 3)])
+@pytest.mark.parametrize("group_size", [None, 32, 100])
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_weight_only_blas_blocks_are_the_dequantized_product(rng, parity, monkeypatch, shape, group_size,
+                                                             symmetric):
+    """Variant "blas" (blocks of the weight dequantized, then float32 GEMMs in OpenBLAS) computes
+    ``x @ w.dequantize().T``: every output written and within float32 rounding of the float64 product, for
+    one block per thread and for blocks of 16 rows (the smallest buffer), on one thread and on all."""
+    from numaccel import _config
+    from numaccel.plan import wisdom
+
+    _, qw, x = _case(rng, shape, group_size, symmetric, np.float32)
+    ref = ref_linear(x, qw)
+    dense = na.linear(x, qw.dequantize())
+    for scratch in (1, 1 << 30):
+        monkeypatch.setattr(_config, "INT8_BLAS_SCRATCH_BYTES", scratch)
+        for threads in (1, numba.get_num_threads()):
+            with wisdom.forced({"int8-panels": "blas"}), numba_threads(threads):
+                out = np.full((x.shape[0], qw.shape[0]), np.nan, np.float32)
+                y = na.linear(x, qw, out=out)
+            assert y is out and np.isfinite(y).all()
+            parity(y, ref)
+            np.testing.assert_allclose(y, dense, rtol=1e-5, atol=1e-5 * np.abs(dense).max())
+
+
+def test_weight_only_blas_blocks_from_two_python_threads(rng, parity):
+    """Two Python threads running variant "blas" at once (the second one with buffers of its own) both get
+    their own products."""
+    from numaccel.plan import wisdom
+
+    if not quant.blas_possible():
+        pytest.skip("needs NumPy's OpenBLAS callable from Numba's threads")
+    qws = [na.quantize(rng.standard_normal((200, 300)).astype(np.float32)) for _ in range(2)]
+    xs = [rng.standard_normal((40, 300)).astype(np.float32) for _ in range(2)]
+    outs = [[], []]
+
+    def work(i):
+        with wisdom.forced({"int8-panels": "blas"}):
+            for _ in range(20):
+                outs[i].append(na.linear(xs[i], qws[i]))
+
+    run_in_threads(work)
+    for i in range(2):
+        assert len(outs[i]) == 20
+        for y in outs[i]:
+            parity(y, ref_linear(xs[i], qws[i]))
+
+
+def test_weight_only_large_batch_default():
+    """On Intel CPUs where variant "blas" can run, weight-only batches of INT8_BLAS_MIN_B rows and more take
+    it by default; "convert" from INT8_CONVERT_MIN_B rows elsewhere and below, "tiles" under that."""
+    from numaccel import _config
+
+    big = _config.INT8_BLAS_MIN_B
+    blas = _config.cpu_vendor() == "GenuineIntel" and quant.blas_possible()
+    assert quant.panels_default(big) == ("blas" if blas else "convert")
+    assert quant.panels_default(big - 1) == ("convert" if big - 1 >= _config.INT8_CONVERT_MIN_B else "tiles")
+    assert quant.panels_default(1) == "tiles"
 
 
 @pytest.mark.parametrize("n", [1, 64, 130, 200, 64 * 5 + 3, 64 * 8])

@@ -25,7 +25,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["available", "gemm"]
+__all__ = ["available", "gemm", "int8_gemm"]
 
 _SYMBOLS = {name: f"numaccel_openblas_{name}" for name in ("sgemm", "dgemm", "sgemv", "dgemv")}
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
@@ -36,6 +36,8 @@ _lock = threading.Lock()
 _active = 0
 _saved = 1
 _kernels = None
+_scratch = None  # the float32 blocks of int8_gemm, kept for the next call
+_scratch_lock = threading.Lock()
 
 
 def _numpy_openblas() -> str | None:
@@ -150,3 +152,43 @@ def gemm(x: np.ndarray, w: np.ndarray, out: np.ndarray, threads: int) -> None:
             _kernels.gemm_blocks(x, w, _bounds(n, blocks), out)
     finally:
         _leave()
+
+
+def int8_gemm(q: np.ndarray, s2: np.ndarray, z2: np.ndarray, gs: int, x: np.ndarray, out: np.ndarray,
+              threads: int, scratch_bytes: int) -> None:
+    """``out = x @ W.T`` for ``W = (q - z2) * s2`` (``Int8Weight.dequantize``: int8 codes ``q`` (N, K),
+    float32 scales ``s2`` and int32 zero points ``z2`` (N, G) per group of ``gs`` features), float32
+    C-contiguous ``x`` (B, K) and ``out`` (B, N), B, N, K >= 1. Needs :func:`available`.
+
+    The ``N`` features in ``threads`` blocks, one per Numba thread; each thread dequantizes its block a
+    part at a time into a float32 buffer of its own and multiplies each part by one single-threaded
+    ``cblas_sgemm`` call. The buffers of all threads together hold about ``scratch_bytes`` (at least 16
+    rows each) and are kept for the next call; a call from a second Python thread while one runs uses
+    buffers of its own.
+    """
+    global _kernels, _scratch
+    if _kernels is None:
+        from . import dense_blas_kernels as _kernels
+    n, k = q.shape
+    blocks = max(1, min(int(threads), -(-n // _ALIGN)))
+    bounds = _bounds(n, blocks)
+    longest = int(np.max(np.diff(bounds)))
+    rows = max(_ALIGN, scratch_bytes // (4 * k * blocks) // _ALIGN * _ALIGN)
+    rows = min(rows, longest)
+    need = blocks * rows * k
+    own = _scratch_lock.acquire(blocking=False)
+    try:
+        buf = _scratch if own else None
+        if buf is None or buf.size < need:
+            buf = np.empty(need, dtype=np.float32)
+            if own:
+                _scratch = buf
+        _enter()
+        try:
+            _kernels.int8_dequantized_gemm(q, s2, z2, gs, x, bounds, rows, buf[:need].reshape(blocks, rows, k),
+                                           out)
+        finally:
+            _leave()
+    finally:
+        if own:
+            _scratch_lock.release()

@@ -1,7 +1,10 @@
 """How an int8 product runs on this host: the kernels, the activation blocking and the packed copies.
 
 Weight-only products run on panels or the portable loop, W8A8 on AMX, AVX-512 VNNI or the portable
-loop; activations are blocked, and each path reads its own packed copy of the codes.
+loop; activations are blocked, and each path reads its own packed copy of the codes. Large weight-only
+batches may instead run as float32 GEMMs in NumPy's OpenBLAS on blocks of the weight dequantized on
+numaccel's threads (``"blas"``, see :func:`panels_default`): ``x @ w.dequantize().T``, the activations never
+quantized.
 
 The packed copies are made on first use and kept in caches keyed by the weight (made once, freed with it;
 not counted in the weight's ``nbytes``): 64-row panels for weight-only float32, 4-feature VNNI panels for
@@ -208,10 +211,31 @@ def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:
 def panels_default(batch: int) -> str:
     """Return the host default of choice ``int8-panels``.
 
-    ``"convert"`` (each block of codes converted once) from ``_config.INT8_CONVERT_MIN_B`` rows, ``"tiles"``
-    below.
+    ``"blas"`` (blocks dequantized to float32, multiplied in OpenBLAS) from ``_config.INT8_BLAS_MIN_B`` rows
+    on Intel CPUs where :func:`blas_possible`; else ``"convert"`` (each block of codes converted once) from
+    ``_config.INT8_CONVERT_MIN_B`` rows, ``"tiles"`` below. Measured in docs/performance.md, "int8 at large
+    batches through BLAS"; the AMD hosts measured keep ``"convert"``, which ran at dense fp32's speed there.
     """
+    if batch >= _config.INT8_BLAS_MIN_B and _config.cpu_vendor() == "GenuineIntel" and blas_possible():
+        return "blas"
     return "convert" if batch >= _config.INT8_CONVERT_MIN_B else "tiles"
+
+
+def blas_possible() -> bool:
+    """Return whether variant ``"blas"`` of ``int8-panels`` can run.
+
+    That needs NumPy's OpenBLAS callable from Numba's threads (:mod:`numaccel._kernels.dense_blas`, with
+    ``_config.DENSE_SPLIT_BLAS``) and a compiling JIT.
+    """
+    if not (_config.DENSE_SPLIT_BLAS and _USE_PANELS):
+        return False
+    from .._kernels import dense_blas
+
+    return dense_blas.available()
+
+
+def _can_run(variant: str) -> bool:
+    return variant != "blas" or blas_possible()
 
 
 def gemv_default() -> str:
@@ -245,7 +269,8 @@ def _w8a8_gemv_variant(w) -> str:
 
 def _panels_variant(w, batch: int) -> str:
     """Return the weight-only float32 panel variant: the default unless the wisdom measured otherwise."""
-    return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), panels_default(batch))
+    return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), panels_default(batch),
+                         _can_run)
 
 
 def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
@@ -268,8 +293,15 @@ def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
     g = v.s2.shape[1]
     with _config.kernel_guard():
         if quant is None and x.dtype == np.float32 and _USE_PANELS:
+            variant = _panels_variant(w, B)
+            if variant == "blas" and B > 0 and w.shape[0] > 0 and out.dtype == np.float32 and out.flags.c_contiguous:
+                from .._kernels import dense_blas
+
+                dense_blas.int8_gemm(w.qweight, v.s2, v.z2, v.gs, x, out, _config.num_threads(),
+                                     _config.INT8_BLAS_SCRATCH_BYTES)
+                return
             panels, sT, zT = _panels(w, v)
-            convert = _panels_variant(w, B) == "convert"
+            convert = variant == "convert"
             kc = _config.INT8_KC_CONVERT if convert else _config.INT8_KC_F32
             kx = _block(k, v.gs, g, _config.INT8_KX_F32)
             for r0, r1 in _row_passes(B, _config.INT8_ROWS_PER_PASS):

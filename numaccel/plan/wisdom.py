@@ -42,7 +42,9 @@ __all__ = ["CHOICES", "choose", "forced", "host_key", "load", "path", "record", 
 #                   the portable row loop.
 #   dense-gemv:     float32 dense layers of a few rows: "blas" (NumPy's matmul) or numaccel's "gemv".
 #   int8-panels:    int8 weight-only float32 products: "tiles" convert codes inside every register tile,
-#                   "convert" converts each block of codes to float32 once and reuses it for all rows.
+#                   "convert" converts each block of codes to float32 once and reuses it for all rows,
+#                   "blas" dequantizes blocks of rows to float32 and multiplies them in single-threaded
+#                   OpenBLAS GEMMs on numaccel's threads (only where NumPy's OpenBLAS can be called so).
 #   int8-gemv:      int8 weight-only float32 products of one activation row: "panels" reads one 64-row panel
 #                   at a time per thread, "streams" four side by side (four memory streams per core).
 #   int8-w8a8:      W8A8 products: "vnni" (AVX-512 VNNI) or "amx" (Intel AMX tiles).
@@ -51,7 +53,7 @@ __all__ = ["CHOICES", "choose", "forced", "host_key", "load", "path", "record", 
 CHOICES: dict[str, tuple[str, ...]] = {
     "csr-gemv": ("scalar", "lanes", "lanes-prefetch", "gather"),
     "dense-gemv": ("blas", "gemv"),
-    "int8-panels": ("tiles", "convert"),
+    "int8-panels": ("tiles", "convert", "blas"),
     "int8-gemv": ("panels", "streams"),
     "int8-w8a8": ("vnni", "amx"),
     "w8a8-gemv": ("panels", "streams"),
