@@ -96,7 +96,7 @@ def _choices(w, aq, b: int):
             out.append(("int8-gemv", case, plan_int8.gemv_default(), ("panels", "streams")))
         if aq is None and plan_int8._USE_PANELS and b > 1:
             variants = ("tiles", "convert", "blas") if plan_int8.blas_possible() else ("tiles", "convert")
-            out.append(("int8-panels", case, plan_int8.panels_default(b), variants))
+            out.append(("int8-panels", case, plan_int8.panels_default(b, w.shape[0]), variants))
         if aq == "int8" and plan_int8._USE_VNNI and plan_int8._USE_PANELS and b == 1:
             out.append(("w8a8-gemv", case, plan_int8.gemv_default(), ("panels", "streams")))
         if aq == "int8" and amx.possible(w):

@@ -252,6 +252,9 @@ def test_weight_only_large_batch_default():
     assert quant.panels_default(big) == ("blas" if blas else "convert")
     assert quant.panels_default(big - 1) == ("convert" if big - 1 >= _config.INT8_CONVERT_MIN_B else "tiles")
     assert quant.panels_default(1) == "tiles"
+    narrow = 16 * _config.num_threads() - 1  # too few features for a block on every thread
+    assert quant.panels_default(big, narrow) == "convert"
+    assert quant.panels_default(big, narrow + 1) == quant.panels_default(big)
 
 
 @pytest.mark.parametrize("n", [1, 64, 130, 200, 64 * 5 + 3, 64 * 8])

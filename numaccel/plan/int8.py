@@ -208,15 +208,18 @@ def _group_sums(x: np.ndarray, gs: int, g: int) -> np.ndarray:
     return xp.reshape(B, g, gs).sum(axis=2)
 
 
-def panels_default(batch: int) -> str:
-    """Return the host default of choice ``int8-panels``.
+def panels_default(batch: int, n: int | None = None) -> str:
+    """Return the host default of choice ``int8-panels`` for ``batch`` rows and ``n`` output features.
 
     ``"blas"`` (blocks dequantized to float32, multiplied in OpenBLAS) from ``_config.INT8_BLAS_MIN_B`` rows
-    on Intel CPUs where :func:`blas_possible`; else ``"convert"`` (each block of codes converted once) from
-    ``_config.INT8_CONVERT_MIN_B`` rows, ``"tiles"`` below. Measured in docs/performance.md, "int8 at large
-    batches through BLAS"; the AMD hosts measured keep ``"convert"``, which ran at dense fp32's speed there.
+    on Intel CPUs where :func:`blas_possible`, for weights of at least 16 output features per thread (the
+    blocks are whole multiples of 16 features, so fewer would leave threads idle). Else ``"convert"`` (each
+    block of codes converted once) from ``_config.INT8_CONVERT_MIN_B`` rows, ``"tiles"`` below. Measured in
+    docs/performance.md, "int8 at large batches through BLAS"; the AMD hosts measured keep ``"convert"``,
+    which ran at dense fp32's speed there.
     """
-    if batch >= _config.INT8_BLAS_MIN_B and _config.cpu_vendor() == "GenuineIntel" and blas_possible():
+    wide = n is None or n >= 16 * _config.num_threads()
+    if batch >= _config.INT8_BLAS_MIN_B and wide and _config.cpu_vendor() == "GenuineIntel" and blas_possible():
         return "blas"
     return "convert" if batch >= _config.INT8_CONVERT_MIN_B else "tiles"
 
@@ -269,8 +272,8 @@ def _w8a8_gemv_variant(w) -> str:
 
 def _panels_variant(w, batch: int) -> str:
     """Return the weight-only float32 panel variant: the default unless the wisdom measured otherwise."""
-    return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch), panels_default(batch),
-                         _can_run)
+    return wisdom.choose("int8-panels", lambda: wisdom.case_key("int8", w.shape, batch),
+                         panels_default(batch, w.shape[0]), _can_run)
 
 
 def linear(w, x: np.ndarray, out: np.ndarray, quant) -> None:
