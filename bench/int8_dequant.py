@@ -1,9 +1,9 @@
 """What the "blas" variant of int8 weight-only adds to a float32 GEMM: the dequantization of the weight.
 
 Times, for 4096 x 4096 per-channel codes on all Numba threads, the dequantization loop of
-``numaccel._kernels.dense_blas_kernels`` alone: into one block per thread (the default buffer of
-``INT8_BLAS_SCRATCH_BYTES`` holds the whole weight here) and into blocks of 128 rows that stay in L2. Medians
-of 9 calls with the range, after one warm-up call.
+``numaccel._kernels.dense_blas_kernels`` alone (non-temporal stores into 64-byte aligned rows): into one
+block per thread (the default buffer of ``INT8_BLAS_SCRATCH_BYTES`` holds the whole weight here) and into
+blocks of 128 rows. Medians of 9 calls with the range, after one warm-up call.
 
     python bench/int8_dequant.py
 """
@@ -44,7 +44,10 @@ def main() -> None:
     per = -(-n // threads)
     print(host.line())
     for rows in (per, 128):
-        scratch = np.ones((threads, rows, k), np.float32)
+        raw = np.ones(threads * rows * k + 16, np.float32)  # k = 4096: rows of whole 64-byte lines
+        start = (-(raw.ctypes.data // 4)) % 16  # the streamed stores need 64-byte aligned rows
+        scratch = raw[start:start + threads * rows * k].reshape(threads, rows, k)
+        assert scratch.ctypes.data % 64 == 0
         dequantize(q.qweight, v.s2, v.z2, v.gs, rows, scratch)
         ts = []
         for _ in range(9):

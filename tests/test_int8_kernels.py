@@ -201,8 +201,11 @@ def test_weight_only_blas_blocks_are_the_dequantized_product(rng, parity, monkey
                                                              symmetric):
     """Variant "blas" (blocks of the weight dequantized, then float32 GEMMs in OpenBLAS) computes
     ``x @ w.dequantize().T``: every output written and within float32 rounding of the float64 product, for
-    one block per thread and for blocks of 16 rows (the smallest buffer), on one thread and on all."""
+    one block per thread and for blocks of 16 rows (the smallest buffer), on one thread and on all. With one
+    block per thread it is the same GEMM as numaccel's dense path on ``w.dequantize()``, so the results
+    are equal bit for bit: every dequantized value (streamed or not) is exact."""
     from numaccel import _config
+    from numaccel._kernels import dense_blas
     from numaccel.plan import wisdom
 
     _, qw, x = _case(rng, shape, group_size, symmetric, np.float32)
@@ -217,6 +220,10 @@ def test_weight_only_blas_blocks_are_the_dequantized_product(rng, parity, monkey
             assert y is out and np.isfinite(y).all()
             parity(y, ref)
             np.testing.assert_allclose(y, dense, rtol=1e-5, atol=1e-5 * np.abs(dense).max())
+            if scratch > 1 and x.shape[0] > 1:  # (one row runs OpenBLAS's GEMV on the dense path)
+                same = np.empty_like(y)
+                dense_blas.gemm(x, qw.dequantize(), same, threads)
+                np.testing.assert_array_equal(y, same)
 
 
 def test_weight_only_blas_blocks_from_two_python_threads(rng, parity):

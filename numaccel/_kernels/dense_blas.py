@@ -161,7 +161,8 @@ def int8_gemm(q: np.ndarray, s2: np.ndarray, z2: np.ndarray, gs: int, x: np.ndar
     C-contiguous ``x`` (B, K) and ``out`` (B, N), B, N, K >= 1. Needs :func:`available`.
 
     The ``N`` features in ``threads`` blocks, one per Numba thread; each thread dequantizes its block a
-    part at a time into a float32 buffer of its own and multiplies each part by one single-threaded
+    part at a time into a float32 buffer of its own (rows padded to whole 64-byte lines and starting on
+    them, written with non-temporal stores) and multiplies each part by one single-threaded
     ``cblas_sgemm`` call. The buffers of all threads together hold about ``scratch_bytes`` (at least 16
     rows each) and are kept for the next call; a call from a second Python thread while one runs uses
     buffers of its own.
@@ -173,9 +174,10 @@ def int8_gemm(q: np.ndarray, s2: np.ndarray, z2: np.ndarray, gs: int, x: np.ndar
     blocks = max(1, min(int(threads), -(-n // _ALIGN)))
     bounds = _bounds(n, blocks)
     longest = int(np.max(np.diff(bounds)))
-    rows = max(_ALIGN, scratch_bytes // (4 * k * blocks) // _ALIGN * _ALIGN)
+    ld = -(-k // 16) * 16  # buffer rows of whole 64-byte lines, for the streamed stores
+    rows = max(_ALIGN, scratch_bytes // (4 * ld * blocks) // _ALIGN * _ALIGN)
     rows = min(rows, longest)
-    need = blocks * rows * k
+    need = blocks * rows * ld + 16  # + 16: room to start on a 64-byte boundary
     own = _scratch_lock.acquire(blocking=False)
     try:
         buf = _scratch if own else None
@@ -185,8 +187,11 @@ def int8_gemm(q: np.ndarray, s2: np.ndarray, z2: np.ndarray, gs: int, x: np.ndar
                 _scratch = buf
         _enter()
         try:
-            _kernels.int8_dequantized_gemm(q, s2, z2, gs, x, bounds, rows, buf[:need].reshape(blocks, rows, k),
-                                           out)
+            start = (-(buf.ctypes.data // 4)) % 16  # float32 arrays start on 4-byte boundaries
+            blocks_buf = buf[start:start + need - 16].reshape(blocks, rows, ld)
+            if blocks_buf.ctypes.data % 64:  # the streamed stores need it: never run misaligned
+                raise RuntimeError("numaccel: the dequantization buffer is not 64-byte aligned")
+            _kernels.int8_dequantized_gemm(q, s2, z2, gs, x, bounds, rows, blocks_buf, out)
         finally:
             _leave()
     finally:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
+from llvmlite import ir
 from numba import njit, prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from .dense_blas import _NO_TRANS, _ROW_MAJOR, _SYMBOLS, _TRANS
 
@@ -60,38 +63,97 @@ def gemm_blocks(x, w, bounds, out):
         gemm_block(x, w, bounds[c], bounds[c + 1], out)
 
 
+@intrinsic
+def _stream_dequantized(typingctx, src, sj, dst, dj, steps, z, s):
+    """``dst[dj + t] = (float32(src[sj + t]) - z) * s`` for ``t < 16 * steps``, sixteen at a time, written
+    with non-temporal stores (they skip the read of each destination line). ``dst``'s element ``dj`` must
+    lie on a 64-byte boundary and every index in range: the caller guarantees both."""
+    if not (isinstance(src, types.Array) and src.dtype == types.int8 and isinstance(dst, types.Array)
+            and dst.dtype == types.float32):
+        return None
+    sig = types.void(src, types.int64, dst, types.int64, types.int64, types.float32, types.float32)
+
+    def codegen(context, builder, signature, args):
+        sa = context.make_array(signature.args[0])(context, builder, args[0])
+        da = context.make_array(signature.args[2])(context, builder, args[2])
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        v8, vi, vf = ir.VectorType(ir.IntType(8), 16), ir.VectorType(i32, 16), ir.VectorType(ir.FloatType(), 16)
+
+        def splat(value):
+            v = builder.insert_element(ir.Constant(vf, None), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(v, v, ir.Constant(vi, [0] * 16))
+
+        zv, sv = splat(args[5]), splat(args[6])
+        nontemporal = builder.module.add_metadata([ir.Constant(i32, 1)])
+        sp = builder.gep(sa.data, [args[1]])
+        dp = builder.gep(da.data, [args[3]])
+        with cgutils.for_range(builder, args[4]) as loop:
+            j = builder.mul(loop.index, ir.Constant(i64, 16))
+            q = builder.load(builder.bitcast(builder.gep(sp, [j]), v8.as_pointer()), align=1)
+            f = builder.fmul(builder.fsub(builder.sitofp(q, vf), zv), sv)
+            store = builder.store(f, builder.bitcast(builder.gep(dp, [j]), vf.as_pointer()), align=64)
+            store.set_metadata("nontemporal", nontemporal)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_fence(typingctx):
+    """A full memory fence (``mfence`` on x86): the streamed stores before it reach memory before any access
+    after it."""
+    def codegen(context, builder, signature, args):
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _dequantize_rows(q, s2, z2, gs, r0, r1, buf):
-    """``buf[:r1 - r0] = (q[r0:r1] - z) * s`` in float32, as ``Int8Weight.dequantize`` computes it."""
+    """``buf[:r1 - r0, :K] = (q[r0:r1] - z) * s`` in float32, as ``Int8Weight.dequantize`` computes it.
+
+    ``buf``'s rows start on 64-byte boundaries (its row length a multiple of 16): within each group the
+    16-value steps that start on a multiple of 16 are streamed (``_stream_dequantized``; the caller fences
+    before reading them), the few values before and after them written one by one.
+    """
     k = q.shape[1]
     g = s2.shape[1]
     for i in range(r1 - r0):
         r = r0 + i
+        qr = q[r]
+        br = buf[i]
         for gi in range(g):
             j0 = gi * gs
             j1 = min(j0 + gs, k)
             z = np.float32(z2[r, gi])
             s = s2[r, gi]
-            src = q[r, j0:j1]  # slices with indices from 0: the loop compiles to vector converts
-            dst = buf[i, j0:j1]
-            for j in range(src.size):
-                dst[j] = (np.float32(src[j]) - z) * s
+            h = min(j1, j0 + (-j0) % 16)  # the first multiple of 16 at or after j0
+            steps = (j1 - h) // 16
+            for j in range(j0, h):
+                br[j] = (np.float32(qr[j]) - z) * s
+            if steps > 0:
+                _stream_dequantized(qr, h, br, h, steps, z, s)
+            for j in range(h + 16 * steps, j1):
+                br[j] = (np.float32(qr[j]) - z) * s
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def int8_dequantized_gemm(q, s2, z2, gs, x, bounds, rows, scratch, out):
     """``out = x @ dequantize(q).T`` for float32 ``x`` (B, K), int8 codes ``q`` (N, K), scales ``s2`` and
     zero points ``z2`` (N, G): each Numba thread takes the features ``bounds[c]:bounds[c + 1]`` and, ``rows``
-    at a time, dequantizes them into its own ``scratch[c]`` (rows, K) and multiplies them by one
-    single-threaded ``cblas_sgemm`` call."""
+    at a time, dequantizes them into its own ``scratch[c]`` (rows, L), L >= K a multiple of 16, starting on
+    a 64-byte boundary, and multiplies them by one single-threaded ``cblas_sgemm`` call."""
     b, k = x.shape
     n = q.shape[0]
+    ld = scratch.shape[2]
     for c in prange(bounds.size - 1):
         buf = scratch[c]
         for r0 in range(bounds[c], bounds[c + 1], rows):
             r1 = min(r0 + rows, bounds[c + 1])
             _dequantize_rows(q, s2, z2, gs, r0, r1, buf)
+            _store_fence()
             op = out.ctypes.data + np.uint64(r0 * 4)
             _sgemm(np.int32(_ROW_MAJOR), np.int32(_NO_TRANS), np.int32(_TRANS), np.int64(b), np.int64(r1 - r0),
-                   np.int64(k), np.float32(1.0), x.ctypes.data, np.int64(k), buf.ctypes.data, np.int64(k),
+                   np.int64(k), np.float32(1.0), x.ctypes.data, np.int64(k), buf.ctypes.data, np.int64(ld),
                    np.float32(0.0), op, np.int64(n))
