@@ -16,6 +16,7 @@ from reference import ref_int_matmul, ref_linear_w8a8
 import numaccel as na
 from numaccel import _config
 from numaccel.plan import amx as _amx
+from numaccel.plan._buffers import aligned_empty
 
 needs_amx = pytest.mark.skipif(
     not _amx.usable(),
@@ -204,6 +205,6 @@ def test_packed_tiles_start_on_cache_lines_and_hold_the_vnni_layout(rng, n, k):
         assert tiles[j, t, r, c, i] == q[16 * j + c, 64 * t + 4 * r + i]
     np.testing.assert_array_equal(tiles.transpose(0, 3, 1, 2, 4).reshape(16 * nb, 64 * kt), q)
     for shape, dtype in [((3, 5, 16, 64), np.int8), (7, np.float32), ((2, 3), np.int32)]:
-        a = _amx._aligned_empty(shape, dtype)
+        a = aligned_empty(shape, dtype)
         assert a.ctypes.data % 64 == 0 and a.flags.c_contiguous and a.dtype == dtype
         assert a.shape == ((shape,) if isinstance(shape, int) else shape)

@@ -27,6 +27,7 @@ import numpy as np
 
 from .. import _config
 from . import wisdom
+from ._buffers import aligned_empty as _aligned_empty
 from ._cache import PerWeight
 
 _SYS_ARCH_PRCTL = 158  # x86-64
@@ -111,20 +112,6 @@ def default_variant(batch: int) -> str:
     ``"amx"`` from ``_config.AMX_MIN_BATCH`` rows, ``"vnni"`` below.
     """
     return "amx" if batch >= _config.AMX_MIN_BATCH else "vnni"
-
-
-def _aligned_empty(shape, dtype=np.int8, align: int = 64) -> np.ndarray:
-    """Return an uninitialised C-contiguous array whose data starts on an ``align``-byte boundary.
-
-    NumPy only promises 16 bytes; a tile row of 64 bytes that straddles two cache lines costs a second
-    line per row (Intel Xeon host, 2 x 2 tile steps in L1 or L2: 38-41 against 40-59 ns per ``tdpbssd``).
-    """
-    shape = (shape,) if isinstance(shape, int) else tuple(shape)
-    dtype = np.dtype(dtype)
-    nbytes = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    buf = np.empty(nbytes + align, dtype=np.uint8)
-    off = -buf.ctypes.data % align
-    return buf[off:off + nbytes].view(dtype).reshape(shape)
 
 
 def _max_seg_steps() -> int:

@@ -27,6 +27,7 @@ from .. import _config
 from .._kernels import csr_cpu
 from .._validate import frozen
 from . import wisdom
+from ._buffers import aligned_empty
 from ._cache import PerWeight
 
 __all__ = ["linear", "matmul", "matmul_arrays", "row_bounds", "chunk_bounds", "serial", "gemv_variant", "gemv_default",
@@ -43,11 +44,12 @@ def _slab_array(shape: tuple[int, int, int]) -> np.ndarray:
     Sizes between ``_config.CSR_SLAB_KEEP_MIN`` and ``_config.CSR_SLAB_KEEP_BYTES`` come from a buffer
     kept per Python thread and aligned to 2 MiB, so that repeated calls neither fault its pages in again
     nor depend on where the allocator put it (NumPy asks for transparent huge pages on buffers of 4 MiB
-    and more); other sizes get a fresh array.
+    and more); other sizes get a fresh array starting on a cache line (a slab row that straddles two
+    lines costs a second line per load: docs/performance.md, "Tunables").
     """
     count = shape[0] * shape[1] * shape[2]
     if not _config.CSR_SLAB_KEEP_MIN <= 4 * count <= _config.CSR_SLAB_KEEP_BYTES:
-        return np.empty(shape, dtype=np.float32)
+        return aligned_empty(shape, np.float32)
     base = getattr(_slab_store, "base", None)
     if base is None or base.size < count:
         raw = np.empty(4 * max(count, _HUGE_PAGE // 2) + _HUGE_PAGE, dtype=np.uint8)
