@@ -204,36 +204,29 @@ def _tile_rows(B):
     return -(-B // ntiles)
 
 
-@njit(inline="always")
-def _tile_i8f32(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb >= 6:
-        _I6(w, wr0, x, b0, 6, k0, kn, acc, init)
-    elif nb == 5:
-        _I5(w, wr0, x, b0, 5, k0, kn, acc, init)
-    elif nb == 4:
-        _I4(w, wr0, x, b0, 4, k0, kn, acc, init)
-    elif nb == 3:
-        _I3(w, wr0, x, b0, 3, k0, kn, acc, init)
-    elif nb == 2:
-        _I2(w, wr0, x, b0, 2, k0, kn, acc, init)
-    else:
-        _I1(w, wr0, x, b0, 1, k0, kn, acc, init)
+def _make_tile(t1, t2, t3, t4, t5, t6):
+    """A register tile of ``nb`` activation rows (1 to 6) for the intrinsics ``t1 .. t6`` of 1 to 6 rows."""
+
+    @njit(inline="always")
+    def tile(w, wr0, x, b0, nb, k0, kn, acc, init):
+        if nb >= 6:
+            t6(w, wr0, x, b0, 6, k0, kn, acc, init)
+        elif nb == 5:
+            t5(w, wr0, x, b0, 5, k0, kn, acc, init)
+        elif nb == 4:
+            t4(w, wr0, x, b0, 4, k0, kn, acc, init)
+        elif nb == 3:
+            t3(w, wr0, x, b0, 3, k0, kn, acc, init)
+        elif nb == 2:
+            t2(w, wr0, x, b0, 2, k0, kn, acc, init)
+        else:
+            t1(w, wr0, x, b0, 1, k0, kn, acc, init)
+
+    return tile
 
 
-@njit(inline="always")
-def _tile_vnni(w, wr0, x, b0, nb, k0, kn, acc, init):
-    if nb >= 6:
-        _V6(w, wr0, x, b0, 6, k0, kn, acc, init)
-    elif nb == 5:
-        _V5(w, wr0, x, b0, 5, k0, kn, acc, init)
-    elif nb == 4:
-        _V4(w, wr0, x, b0, 4, k0, kn, acc, init)
-    elif nb == 3:
-        _V3(w, wr0, x, b0, 3, k0, kn, acc, init)
-    elif nb == 2:
-        _V2(w, wr0, x, b0, 2, k0, kn, acc, init)
-    else:
-        _V1(w, wr0, x, b0, 1, k0, kn, acc, init)
+_tile_i8f32 = _make_tile(_I1, _I2, _I3, _I4, _I5, _I6)
+_tile_vnni = _make_tile(_V1, _V2, _V3, _V4, _V5, _V6)
 
 
 @njit(inline="always")
@@ -336,20 +329,29 @@ def _qmm_int8_panels(panels, sT, zT, gs, xp, xsum, kc, convert, out):
                 o[j] = f[j]
 
 
-@njit(inline="always")
-def _stream_steps(panels, p0, ns, xb, ga, gb, off, kc, acc, fresh):
-    """``_i8f32_steps`` at batch 1 over the ``ns`` panels ``p0 ..`` side by side (``acc`` row i: panel p0 + i)."""
-    for k0 in range(ga, gb, kc):
-        kn = min(kc, gb - k0)
-        init = fresh and k0 == ga
-        if ns >= 4:
-            _S4(panels, p0, k0, xb, k0 - off, kn, acc, init)
-        elif ns == 3:
-            _S3(panels, p0, k0, xb, k0 - off, kn, acc, init)
-        elif ns == 2:
-            _S2(panels, p0, k0, xb, k0 - off, kn, acc, init)
-        else:
-            _S1(panels, p0, k0, xb, k0 - off, kn, acc, init)
+def _make_stream_steps(steps1, steps2, steps3, steps4, doc: str):
+    """Steps ``ga .. gb`` (in blocks of ``kc``) at batch 1 over the ``ns`` panels ``p0 ..`` side by side
+    (``acc`` row i: panel p0 + i), with ``stepsS`` the intrinsic running ``S`` panels at once."""
+
+    @njit(inline="always")
+    def stream_steps(panels, p0, ns, xb, ga, gb, off, kc, acc, fresh):
+        for k0 in range(ga, gb, kc):
+            kn = min(kc, gb - k0)
+            init = fresh and k0 == ga
+            if ns >= 4:
+                steps4(panels, p0, k0, xb, k0 - off, kn, acc, init)
+            elif ns == 3:
+                steps3(panels, p0, k0, xb, k0 - off, kn, acc, init)
+            elif ns == 2:
+                steps2(panels, p0, k0, xb, k0 - off, kn, acc, init)
+            else:
+                steps1(panels, p0, k0, xb, k0 - off, kn, acc, init)
+
+    stream_steps.__doc__ = doc
+    return stream_steps
+
+
+_stream_steps = _make_stream_steps(_S1, _S2, _S3, _S4, "``_i8f32_steps`` at batch 1 over neighbouring panels.")
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
@@ -402,20 +404,7 @@ def _vnni_steps(w, xb, ga, gb, off, kc4, B, acc, fresh):
             _tile_vnni(w, k0, xb, b0, min(rt, B - b0), k0 - off, kn, acc, fresh and k0 == ga)
 
 
-@njit(inline="always")
-def _vnni_stream_steps(panels4, p0, ns, xb, ga, gb, off, kc4, acc, fresh):
-    """``_vnni_steps`` at batch 1 over the ``ns`` panels ``p0 ..`` side by side (``acc`` row i: panel p0 + i)."""
-    for k0 in range(ga, gb, kc4):
-        kn = min(kc4, gb - k0)
-        init = fresh and k0 == ga
-        if ns >= 4:
-            _U4(panels4, p0, k0, xb, k0 - off, kn, acc, init)
-        elif ns == 3:
-            _U3(panels4, p0, k0, xb, k0 - off, kn, acc, init)
-        elif ns == 2:
-            _U2(panels4, p0, k0, xb, k0 - off, kn, acc, init)
-        else:
-            _U1(panels4, p0, k0, xb, k0 - off, kn, acc, init)
+_vnni_stream_steps = _make_stream_steps(_U1, _U2, _U3, _U4, "``_vnni_steps`` at batch 1 over neighbouring panels.")
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=FASTMATH)
