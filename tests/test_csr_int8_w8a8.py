@@ -104,6 +104,25 @@ def test_kernels_agree_bitwise(rng, monkeypatch):
     np.testing.assert_array_equal(na.linear(x, w, activation_quant="int8"), a)
 
 
+@pytest.mark.parametrize("batch", [3, 40, 130])
+def test_activation_slab_starts_on_a_cache_line(kernel, rng, monkeypatch, batch):
+    """The quantized activations are packed into a uint8 array starting on a 64-byte line (NumPy promises
+    16 bytes; a slab row straddling two lines costs a second line per load)."""
+    made = []
+    aligned_empty = plan.aligned_empty
+
+    def spy(shape, dtype):
+        a = aligned_empty(shape, dtype)
+        made.append(a)
+        return a
+
+    monkeypatch.setattr(plan, "aligned_empty", spy)
+    w = na.quantize(make_weight(rng, 60, 300, 0.2))
+    x = rng.standard_normal((batch, 300)).astype(np.float32)
+    np.testing.assert_array_equal(run(x, w), oracle(x, w).astype(np.float32))
+    assert len(made) == 1 and made[0].dtype == np.uint8 and made[0].ctypes.data % 64 == 0
+
+
 def test_nan_and_zero_rows(kernel, rng):
     """A row of x holding NaN or inf gives NaN in every output (as for an Int8Weight); a zero row, zeros."""
     w = na.quantize(make_weight(rng, 40, 90, 0.3))
