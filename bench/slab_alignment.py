@@ -56,7 +56,7 @@ def main() -> None:
         dense = rng.standard_normal((n, k), dtype=np.float32)
         w8a8 = fmt != "csr"
 
-        def make():
+        def make(dense=dense, w8a8=w8a8):
             w = na.prune(dense, 0.9)
             return na.quantize(w) if w8a8 else w
 
